@@ -1,0 +1,19 @@
+"""vaegen_utils: the thin library behind the vaegen notebooks.
+
+Modules (import what you need; nothing heavy happens at import time):
+  paths        repository-rooted folders (data, cache, figures, build)
+  io           atomic writes: nothing half-written is ever read back
+  profiles     the one PROFILE switch (smoke / cpu / paper)
+  seeding      set_seed and explicit torch generators
+  data         MNIST, Fashion-MNIST, CIFAR-10 with checksummed download and offline sources
+  likelihoods  Bernoulli, discretized logistic, mixture of logistics, fixed-variance Gaussian
+  models       config dataclasses, MLP / conv / residual-conv VAEs, save and load
+  ensemble     several same-shape MLP VAEs trained at once (stacked weights, bmm)
+  estimators   beta-ELBO, IWAE, per-data-point optimal posterior, encoder retraining
+  training     the training engine (in-memory batches, checkpoints, resume, NaN guard)
+  cache        result cache keyed by the full config
+  figures      savefig: PNG + PDF into figures/
+  results      figures/<notebook>.json with config, versions, commit and claims
+"""
+
+__version__ = "0.1.0"
