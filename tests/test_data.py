@@ -35,6 +35,7 @@ from fixtures_data import (
 )
 
 from vaegen_utils import data
+from vaegen_utils.checked_arrays import read_checked_npz, write_checked_npz
 
 
 @pytest.fixture
@@ -273,10 +274,10 @@ def test_cache_with_altered_pixels_fails_its_sha256(data_folder, server, monkeyp
     data.load_dataset("mnist", "test")
     cache = data_folder / "mnist" / "test.npz"
     with np.load(cache) as archive:
-        images, labels, sha256 = archive["images"].copy(), archive["labels"], archive["sha256"]
-    images[0, 0, 0, 0] ^= 1
+        entries = {name: archive[name].copy() for name in archive.files}  # settings, sha256 too
+    entries["images"][0, 0, 0, 0] ^= 1
     with open(cache, "wb") as stream:
-        np.savez(stream, images=images, labels=labels, sha256=sha256)
+        np.savez(stream, **entries)
 
     with pytest.warns(UserWarning, match="SHA-256"):
         assert_matches_fixture(data.load_dataset("mnist", "test"), fixture, "test")
@@ -291,6 +292,128 @@ def test_corrupt_cache_and_no_source_gives_clear_error(data_folder, monkeypatch)
     with pytest.warns(UserWarning, match="corrupt"), pytest.raises(data.DatasetUnavailableError):
         data.load_dataset("mnist", "train")
     assert not (data_folder / "mnist" / "train.npz").exists()
+
+
+# ---- checked npz files (the cache format shared with vaegen_utils.tetrominoes) -------------
+
+CHECKED_SETTINGS = {"format": 1, "seed": 3, "strata": [2, 2]}
+
+
+def checked_arrays_example() -> dict[str, np.ndarray]:
+    return {
+        "images": np.arange(2 * 3 * 4 * 4, dtype=np.uint8).reshape(2, 3, 4, 4),
+        "factors": np.linspace(0.0, 1.0, 10).reshape(2, 5),
+        "empty": np.zeros((0, 7), dtype=np.int64),
+    }
+
+
+def test_checked_npz_round_trip(tmp_path):
+    path = tmp_path / "sub" / "arrays.npz"
+    arrays = checked_arrays_example()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_checked_npz(path, arrays, CHECKED_SETTINGS) is None  # missing: no warning
+        assert write_checked_npz(path, arrays, CHECKED_SETTINGS) is True
+        loaded = read_checked_npz(path, ["factors", "images", "empty"], CHECKED_SETTINGS)
+    assert list(loaded) == ["factors", "images", "empty"]  # in the order asked for
+    for name, array in arrays.items():
+        assert loaded[name].dtype == array.dtype and loaded[name].shape == array.shape
+        np.testing.assert_array_equal(loaded[name], array)
+    assert leftover_temporary_files(tmp_path) == []
+    # The settings' key order does not matter (canonical JSON); no settings at all works too.
+    assert read_checked_npz(path, arrays, dict(reversed(CHECKED_SETTINGS.items()))) is not None
+    write_checked_npz(path, arrays)
+    assert read_checked_npz(path, arrays) is not None
+
+
+def test_checked_npz_tampered_array_is_deleted_with_a_warning(tmp_path):
+    path = tmp_path / "arrays.npz"
+    write_checked_npz(path, checked_arrays_example(), CHECKED_SETTINGS)
+    with np.load(path) as archive:
+        entries = {name: archive[name].copy() for name in archive.files}  # settings, sha256 too
+    entries["factors"][1, 2] += 1e-12
+    with open(path, "wb") as stream:
+        np.savez(stream, **entries)
+
+    with pytest.warns(UserWarning, match="SHA-256") as record:
+        assert read_checked_npz(path, checked_arrays_example(), CHECKED_SETTINGS) is None
+    assert str(path) in str(record[0].message)
+    assert record[0].filename == __file__  # attributed to the caller of read_checked_npz
+    assert not path.exists()
+
+
+def test_checked_npz_other_settings_or_arrays_are_deleted_and_rebuilt(tmp_path):
+    path = tmp_path / "arrays.npz"
+    arrays = checked_arrays_example()
+    write_checked_npz(path, arrays, CHECKED_SETTINGS)
+    with pytest.warns(UserWarning, match=r"arrays\.npz.*wanted .*\"seed\": 4"):
+        assert read_checked_npz(path, arrays, {**CHECKED_SETTINGS, "seed": 4}) is None
+    assert not path.exists()
+
+    write_checked_npz(path, arrays, CHECKED_SETTINGS)
+    with pytest.warns(UserWarning, match="wanted"):
+        assert read_checked_npz(path, ["images", "labels"], CHECKED_SETTINGS) is None
+    assert not path.exists()
+
+    path.write_bytes(b"PK\x03\x04 torn")
+    with pytest.warns(UserWarning, match=r"custom .*arrays\.npz: unreadable"):
+        assert read_checked_npz(path, arrays, warning="custom {path}: {reason}") is None
+    assert not path.exists()
+
+
+def test_checked_npz_write_refuses_reserved_names_and_can_warn_on_failure(tmp_path):
+    with pytest.raises(ValueError, match="reserved"):
+        write_checked_npz(tmp_path / "a.npz", {"sha256": np.zeros(2)})
+    with pytest.raises(ValueError, match="pickling"):
+        write_checked_npz(tmp_path / "a.npz", {"x": np.array([None, 1])})
+    blocked = tmp_path / "file"
+    blocked.write_text("a file where a folder should be")
+    target = blocked / "a.npz"
+    with pytest.raises(OSError):
+        write_checked_npz(target, {"x": np.zeros(2)})
+    with pytest.warns(UserWarning, match=r"cannot cache .*a\.npz"):
+        assert not write_checked_npz(
+            target, {"x": np.zeros(2)}, failure_warning="cannot cache {path} ({error})"
+        )
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (True, "count must be an integer, got the bool True"),
+        (2.0, "count must be an integer, got float 2.0"),
+        ("3", "count must be an integer, got str '3'"),
+        (0, "count must be >= 1, got 0"),
+        (11, "count must be <= 10, got 11"),
+    ],
+)
+def test_check_int_messages(value, message):
+    with pytest.raises(ValueError, match=message):
+        data.check_int("count", value, minimum=1, maximum=10)
+
+
+def test_check_int_accepts_numpy_integers_and_open_ranges():
+    value = data.check_int("count", np.int64(7), minimum=1, maximum=10)
+    assert value == 7 and type(value) is int
+    assert data.check_int("count", 10**12, minimum=0) == 10**12
+
+
+def test_image_dataset_repr_names_its_class_and_any_split():
+    @dataclasses.dataclass(frozen=True, eq=False, repr=False)
+    class Labelled(data.ImageDataset):
+        note: str = ""
+
+    dataset = Labelled(
+        images=torch.zeros(2, 1, 2, 2),
+        labels=torch.zeros(2, dtype=torch.int64),
+        name="toy",
+        split="all",
+        data_shape=(1, 2, 2),
+        likelihood_hint="bernoulli",
+    )
+    assert repr(dataset).startswith("Labelled(name='toy', split='all', n=2")
+    with pytest.raises(ValueError, match=r"'toy' \(split 'all'\) has binarization=None"):
+        dataset.binarize(None)
 
 
 def test_files_placed_by_hand_are_used_and_checked(data_folder, monkeypatch):
@@ -504,7 +627,8 @@ def test_pixel_levels_are_exact_and_fixed_threshold_is_torch_round():
 def test_binarize_only_for_binary_mnist(data_folder, server, monkeypatch):
     fixture = make_idx_fixture(data.RAW_DATA["mnist"])
     install_fixture(monkeypatch, fixture, [server.serve("good", fixture.files)])
-    with pytest.raises(ValueError, match="binary_mnist only"):
+    # The message names the data set it was called on (ImageDataset may hold other data sets).
+    with pytest.raises(ValueError, match=r"'mnist' \(split 'train'\) has binarization=None"):
         data.load_dataset("mnist").binarize(torch.Generator().manual_seed(0))
     fixed = data.load_dataset("binary_mnist")
     assert fixed.binarize(None) is fixed.images

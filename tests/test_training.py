@@ -397,6 +397,7 @@ def test_huge_learning_rate_is_stopped_by_the_guard(images):
         (dict(epochs=3, member_seeds=[]), "member_seeds must be a non-empty list"),
         (dict(epochs=3, beta=[1.0, 2.0], member_seeds=[1, 2, 3]), "one of each per ensemble member"),
         (dict(epochs=3, seed=-1), "seed must be an int >= 0"),
+        (dict(epochs=3, precision="float16"), "precision must be one of"),
     ],
 )
 def test_bad_train_configs_raise_actionable_errors(settings, message):
@@ -453,3 +454,19 @@ def test_fused_adam_is_used_when_available():
     optimizer = training._make_adam([parameter], 1e-3)
     assert optimizer.defaults.get("fused") or optimizer.defaults.get("foreach")
 
+
+
+def test_bfloat16_training_learns_like_float32_and_evaluates_in_float32(images):
+    """bf16 autocast changes rounding, not the objective: both runs improve the ELBO by a similar
+    amount, they are not bitwise equal (so autocast was really on), and evaluation stays float32."""
+    config = TrainConfig(epochs=4, batch_size=32, seed=0, eval_at_start=True)
+    float32_run = train(tiny_model(2), images, config, eval_sets={"train": images})
+    bfloat16_run = train(tiny_model(2), images, config.with_changes(precision="bfloat16"), eval_sets={"train": images})
+    assert not parameters_equal(float32_run.model, bfloat16_run.model)
+    assert all(parameter.dtype == torch.float32 for parameter in bfloat16_run.model.parameters())
+    start = float32_run.history[0]["elbo"]
+    assert bfloat16_run.history[0]["elbo"] == start  # same initial weights, float32 evaluation
+    gain_float32 = float32_run.history[-1]["elbo"] - start
+    gain_bfloat16 = bfloat16_run.history[-1]["elbo"] - start
+    assert gain_float32 > 0 and gain_bfloat16 > 0
+    assert gain_bfloat16 == pytest.approx(gain_float32, rel=0.25)

@@ -7,7 +7,8 @@ in the project's data range (architecture.md, "Conventions") and int64 labels. B
 chain of *sources* for the raw uint8 pixels, tried in this order:
 
 1. the cache `<data_dir>/<raw>/<split>.npz`: decoded uint8 arrays plus the SHA-256 of those
-   arrays, checked on every load (a corrupt cache file is deleted with a warning and rebuilt);
+   arrays, checked on every load (`vaegen_utils.checked_arrays`; a corrupt cache file is deleted
+   with a warning and rebuilt);
 2. files in `<data_dir>/<raw>/`: the published files (IDX `.gz` or CIFAR `cifar-10-python.tar.gz`),
    whether placed there by hand or left by an earlier download;
 3. installed packages, so the project runs without network (practice.md section 6):
@@ -62,8 +63,6 @@ import struct
 import tarfile
 import urllib.error
 import urllib.request
-import warnings
-import zipfile
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -75,6 +74,7 @@ import torch
 
 from vaegen_utils import io as atomic_io
 from vaegen_utils import paths
+from vaegen_utils.checked_arrays import read_checked_npz, write_checked_npz
 
 __all__ = [
     "DATASETS",
@@ -93,6 +93,7 @@ __all__ = [
     "RestrictedUnpickler",
     "parse_idx",
     "download_file",
+    "check_int",
 ]
 
 logger = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ RAW_DATA_OF: dict[str, str] = {
 
 DOWNLOAD_TIMEOUT_SECONDS = 60.0  # per socket operation, not per file
 MAX_DOWNLOAD_BYTES = 512 * 1024 * 1024  # a misbehaving server must not fill the disk
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2  # 2: written by checked_arrays, with the expected shapes as settings
 NUM_CLASSES = 10
 FIXED_THRESHOLD_LEVEL = 128  # k >= 128  <=>  torch.round(k / 255) == 1 (module docstring)
 
@@ -281,14 +282,20 @@ RAW_DATA: dict[str, RawDataSpec] = {
 
 @dataclass(frozen=True, eq=False, repr=False)
 class ImageDataset:
-    """Images and labels of one split, held in memory.
+    """Images and labels of one data set split, held in memory.
 
-    `images`: float32 `(N, C, H, W)`; `labels`: int64 `(N,)`; `data_shape`: `(C, H, W)`;
-    `likelihood_hint`: 'bernoulli' (binary data) or 'discretized' (k/255 data).
+    `images`: float32 `(N, C, H, W)`; `labels`: int64 `(N,)`; `name`: the data set;
+    `split`: which part of it, 'train' or 'test' from `load_dataset`, other names from
+    subclasses; `data_shape`: `(C, H, W)`; `likelihood_hint`: 'bernoulli' (data in [0, 1] for a
+    Bernoulli decoder) or 'discretized' (k/255 data).
     `binarization`: 'fixed' or 'dynamic' for binary_mnist, None otherwise. With 'dynamic' the
     stored `images` are greyscale k/255 (Bernoulli probabilities) and `binarize(generator)` gives
     the binary data. `indices`: positions in the full split when a subset was taken (sorted),
     else None.
+
+    May be subclassed to carry more per-image fields (a frozen dataclass calling
+    `super().__post_init__()`): `vaegen_utils.tetrominoes.TetrominoDataset` adds the generative
+    factors and uses split 'all' for the whole generated set.
     """
 
     images: torch.Tensor
@@ -329,9 +336,9 @@ class ImageDataset:
         return len(self.images)
 
     def __repr__(self) -> str:
-        subset = "whole split" if self.indices is None else f"subset of {len(self.indices)}"
+        subset = "all of it" if self.indices is None else f"subset of {len(self.indices)}"
         return (
-            f"ImageDataset(name={self.name!r}, split={self.split!r}, n={len(self)}, "
+            f"{type(self).__name__}(name={self.name!r}, split={self.split!r}, n={len(self)}, "
             f"data_shape={self.data_shape}, likelihood_hint={self.likelihood_hint!r}, "
             f"binarization={self.binarization!r}, {subset})"
         )
@@ -349,13 +356,16 @@ class ImageDataset:
 
         With `binarization='dynamic'` every call draws a new sample from `generator` (pass an
         explicit one: seeds are parameters). With 'fixed' the images are already binary and are
-        returned unchanged, so training code may call this for any binary_mnist data set.
-        `indices` restricts the result to those rows (e.g. one mini-batch).
+        returned unchanged, so training code may call this for any data set with a binarization
+        (from `load_dataset`: binary_mnist). `indices` restricts the result to those rows (e.g.
+        one mini-batch). ValueError when `binarization` is None.
         """
         if self.binarization is None:
             raise ValueError(
-                f"binarize() applies to binary_mnist only; {self.name!r} holds k/255 "
-                "data for a discretized likelihood. Load 'binary_mnist' for binary data."
+                f"binarize() needs a data set with binarization 'fixed' or 'dynamic', but "
+                f"{self.name!r} (split {self.split!r}) has binarization=None: its images are "
+                f"meant to be used as they are (likelihood_hint {self.likelihood_hint!r}). "
+                "Use .images directly, or load 'binary_mnist' for binarized MNIST."
             )
         probabilities = self.images if indices is None else self.images[indices]
         if self.binarization == "fixed":
@@ -427,9 +437,9 @@ def subset_indices(n_total: int, n: int, seed: int) -> np.ndarray:
     experiment's definition and must never change. Subsets are nested: for one seed, the
     n-subset contains the m-subset for every m < n.
     """
-    n_total = _check_int("n_total", n_total, minimum=0)
-    n = _check_int("n", n, minimum=1)
-    seed = _check_int("seed", seed, minimum=0)
+    n_total = check_int("n_total", n_total, minimum=0)
+    n = check_int("n", n, minimum=1)
+    seed = check_int("seed", seed, minimum=0)
     if n > n_total:
         raise ValueError(f"cannot take {n} of {n_total} items; use n <= {n_total}")
     mask = (1 << 64) - 1
@@ -484,17 +494,25 @@ def dataset_summary(data_dir: str | os.PathLike | None = None) -> list[dict[str,
 # --------------------------------------------------------------------------------------------
 
 
-def _check_int(label: str, value: Any, *, minimum: int) -> int:
+def check_int(name: str, value: Any, *, minimum: int, maximum: int | None = None) -> int:
+    """`value` as a Python int when it is an integer in [minimum, maximum], else ValueError.
+
+    Accepts Python and numpy integers (anything with `__index__`), never bools or floats, even
+    integral ones. The messages name the argument, the value and the allowed range, e.g.
+    "seed must be >= 0, got -1".
+    """
     if isinstance(value, bool):
-        raise ValueError(f"{label} must be an integer, got the bool {value!r}")
+        raise ValueError(f"{name} must be an integer, got the bool {value!r}")
     try:
         value = operator.index(value)
     except TypeError:
         raise ValueError(
-            f"{label} must be an integer, got {type(value).__name__} {value!r}"
+            f"{name} must be an integer, got {type(value).__name__} {value!r}"
         ) from None
     if value < minimum:
-        raise ValueError(f"{label} must be >= {minimum}, got {value}")
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
     return value
 
 
@@ -515,7 +533,7 @@ def _check_load_arguments(
             f"binarization='dynamic' applies to 'binary_mnist' only; {name!r} is k/255 data. "
             "Drop the argument, or load 'binary_mnist'."
         )
-    _check_int("subset_seed", subset_seed, minimum=0)
+    check_int("subset_seed", subset_seed, minimum=0)
     spec = RAW_DATA[RAW_DATA_OF[name]]
     if n_train is not None:
         size = spec.split_sizes[split]
@@ -548,17 +566,19 @@ def _load_raw_split(
     spec: RawDataSpec, split: str, folder: Path, *, dataset_name: str
 ) -> tuple[np.ndarray, np.ndarray]:
     cache = _cache_path(spec, folder, split)
-    cache_state = "not present"
-    if cache.exists():
-        try:
-            return _read_cache(cache, spec, split)
-        except _SourceFailed as error:
-            warnings.warn(
-                f"deleting corrupt data cache {cache} ({error}); rebuilding it", stacklevel=3
-            )
-            cache.unlink(missing_ok=True)
-            cache_state = f"corrupt ({error}), deleted"
+    cache_existed = cache.exists()
+    cached = read_checked_npz(
+        cache,
+        _CACHED_ARRAYS,
+        _cache_settings(spec, split),
+        warning="deleting corrupt data cache {path} ({reason}); rebuilding it",
+        stacklevel=3,
+    )
+    if cached is not None:
+        return cached["images"], cached["labels"]
 
+    # read_checked_npz warned with the reason when it deleted an existing file.
+    cache_state = "corrupt (see the warning), deleted" if cache_existed else "not present"
     failures = [f"cache {cache}: {cache_state}"]
     sources: list[tuple[str, Callable[[], RawArrays]]] = [
         (f"files in {folder / spec.name}", lambda: _read_data_folder(spec, folder / spec.name))
@@ -654,65 +674,34 @@ def _check_raw_arrays(spec: RawDataSpec, arrays: RawArrays) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _arrays_sha256(images: np.ndarray, labels: np.ndarray) -> str:
-    digest = hashlib.sha256()
-    # Shapes and dtypes are part of the hash, so a reshaped array cannot pass for the original.
-    digest.update(
-        f"v{CACHE_FORMAT_VERSION};images{images.shape}{images.dtype};"
-        f"labels{labels.shape}{labels.dtype};".encode()
-    )
-    digest.update(memoryview(np.ascontiguousarray(images)).cast("B"))
-    digest.update(memoryview(np.ascontiguousarray(labels)).cast("B"))
-    return digest.hexdigest()
+_CACHED_ARRAYS = ("images", "labels")
 
 
-def _read_cache(path: Path, spec: RawDataSpec, split: str) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        # Our own file handle: np.load leaks its handle when the zip is corrupt.
-        # allow_pickle=False: a cache file must never be able to run code.
-        with open(path, "rb") as stream, np.load(stream, allow_pickle=False) as archive:
-            images = archive["images"]
-            labels = archive["labels"]
-            stored_sha256 = str(archive["sha256"])
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as error:
-        raise _SourceFailed(f"unreadable ({type(error).__name__}: {error})") from error
-    expected_shape = (spec.split_sizes[split], *spec.data_shape)
-    if (
-        images.dtype != np.uint8
-        or images.shape != expected_shape
-        or labels.shape != expected_shape[:1]
-    ):
-        raise _SourceFailed(
-            f"holds images {images.dtype} {images.shape}, expected uint8 {expected_shape}"
-        )
-    if _arrays_sha256(images, labels) != stored_sha256:
-        raise _SourceFailed("SHA-256 of the arrays does not match the one stored with them")
-    return images, labels
+def _cache_settings(spec: RawDataSpec, split: str) -> dict[str, Any]:
+    """What a cache file must have been written for; includes the shapes `_check_raw_arrays`
+    enforced, so a cache from other sizes (e.g. a test fixture) is rebuilt, not used."""
+    size = spec.split_sizes[split]
+    return {
+        "format": CACHE_FORMAT_VERSION,
+        "raw_data": spec.name,
+        "split": split,
+        "images": ["uint8", [size, *spec.data_shape]],
+        "labels": ["uint8", [size]],
+    }
 
 
 def _write_caches(spec: RawDataSpec, folder: Path, arrays: RawArrays) -> None:
     for split, (images, labels) in arrays.items():
-        path = _cache_path(spec, folder, split)
-
-        def write(tmp: Path, images: np.ndarray = images, labels: np.ndarray = labels) -> None:
-            # A file object, because np.savez appends '.npz' to a name that lacks it.
-            with open(tmp, "wb") as stream:
-                # Uncompressed: loading is then a plain read (well under a second for MNIST).
-                np.savez(
-                    stream,
-                    images=images,
-                    labels=labels,
-                    sha256=np.array(_arrays_sha256(images, labels)),
-                )
-
-        try:
-            atomic_io.atomic_save(path, write)
-        except OSError as error:
-            warnings.warn(
-                f"could not write the data cache {path} ({error}); "
-                "the data will be decoded again next time",
-                stacklevel=4,
-            )
+        write_checked_npz(
+            _cache_path(spec, folder, split),
+            dict(zip(_CACHED_ARRAYS, (images, labels))),
+            _cache_settings(spec, split),
+            failure_warning=(
+                "could not write the data cache {path} ({error}); "
+                "the data will be decoded again next time"
+            ),
+            stacklevel=4,
+        )
 
 
 # --------------------------------------------------------------------------------------------
