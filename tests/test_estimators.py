@@ -32,15 +32,6 @@ from vaegen_utils.linear_gaussian import LinearGaussianVAE
 DATA_DIM, LATENT_DIM, SIGMA = 10, 3, 0.5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Small tensors: one thread avoids OpenMP contention on a busy 2-core machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 

@@ -21,15 +21,6 @@ from vaegen_utils.likelihoods import (
 ALL_VALUES = torch.arange(256, dtype=torch.float64) / 255.0  # every 8-bit value k/255
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Small tensors: one thread avoids OpenMP contention on a busy 2-core machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 

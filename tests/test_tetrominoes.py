@@ -24,15 +24,6 @@ from vaegen_utils.data import ImageDataset
 SMALL_STRATA = (4, 2, 2, 4, 4)  # 256 points
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small tensors gain nothing from threads; on busy cores OpenMP spin-waits slow them a lot."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def paper_factors() -> np.ndarray:
     return tet.sample_factors(1)[0]  # (163840, 5)

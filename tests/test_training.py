@@ -35,15 +35,6 @@ def ensemble_of(members):
     return EnsembleMLPVAE.from_members(members)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and on busy cores OpenMP spin-waits make steps ~100x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def images() -> torch.Tensor:
     """256 fixed binary images (N, 1, 8, 8): four random prototypes with 10% of pixels flipped."""
