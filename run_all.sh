@@ -30,6 +30,9 @@ Outputs:
   figures/<name>.{png,pdf,json}            cpu profile (the committed figures)
   build/figures/<profile>/<name>.*         smoke and paper profiles, so committed figures stay
                                            untouched (rule: vaegen_utils.figures.output_dir)
+  <results folder>/REPORT.md               claims report over every results file (cpu: also
+                                           the results block of README.md)
+  build/html/<profile>/<name>.html         browsable copy of each executed notebook
 
 Stops at the first failing notebook, naming it and the failing cell; prints a summary table
 (runtime, claims held / total) at the end.
@@ -197,6 +200,9 @@ for name in "${selected[@]}"; do
       --execution-timeout "$CELL_TIMEOUT" -p PROFILE "$profile" "$unexecuted" "$executed"; then
     end="${EPOCHREALTIME:-$SECONDS}"
     summary_rows+=("$name ok $("$PY" -c "print(round($end - $start, 1))")")
+    # A browsable copy of the full run for readers without Jupyter (build/html/<profile>/).
+    "$PY" -m nbconvert --to html --log-level WARN --output-dir "$BUILD/html/$profile" "$executed" \
+      || echo "run_all.sh: warning: HTML export of $name failed (the run itself succeeded)" >&2
   else
     end="${EPOCHREALTIME:-$SECONDS}"
     summary_rows+=("$name FAILED $("$PY" -c "print(round($end - $start, 1))")")
@@ -209,3 +215,12 @@ for name in "${selected[@]}"; do
 done
 
 print_summary
+
+# The claims report over every results file of this profile (figures/REPORT.md and the README's
+# results block for the cpu profile; build/figures/<profile>/REPORT.md otherwise).
+if [[ "$RESULTS_DIR" == "$REPO/figures" ]]; then
+  "$PY" -m vaegen_utils.report --figures "$RESULTS_DIR"
+else
+  "$PY" -m vaegen_utils.report --figures "$RESULTS_DIR" --no-readme
+fi
+echo "HTML copies of the executed notebooks: $BUILD/html/$profile/"
