@@ -448,12 +448,15 @@ def zhang2022_resnet(
     """Paper B (Zhang, Hayes, Barber 2022), CIFAR net `fc_encoder/decoder` (papers.md B.4).
 
     256 channels, latent on 8×8 with `z_channels` = latent_channels (4 in the released checkpoint,
-    z = 256; 16 in an earlier run.py), residual block 3×3 + 1×1, sigma = softplus. B's likelihoods are a
-    channel-autoregressive logistic (9 channels) or a 10-component MoL mixed with a uniform; neither is
-    in likelihoods.py exactly, so the default here is the per-pixel discretized logistic (pass the
-    mixture of logistics with likelihood_options={"n_components": 10} for the closest MoL).
+    z = 256; 16 in an earlier run.py), residual block 3×3 + 1×1, sigma = softplus. Likelihood: B's
+    `x_dis='Logistic'`, the discretized logistic with linear channel-autoregressive means (9 output
+    channels, `channel_coefficients=True`); for B's `'MixLogistic'` pass
+    likelihood="discretized_mixture_of_logistics" with likelihood_options={"n_components": 10,
+    "uniform_weight": 1e-4, "channel_mixture": "per_channel"}.
     residual_skip="input" (the intended block; "relu_input" reproduces the in-place-ReLU quirk).
     """
+    if likelihood_options is None and likelihood == "discretized_logistic":
+        likelihood_options = {"channel_coefficients": True}  # paper B code: 9 output channels
     return ResidualConvVAEConfig(
         data_shape=(3, 32, 32),
         channels=256,
