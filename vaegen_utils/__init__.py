@@ -14,6 +14,13 @@ Modules (import what you need; nothing heavy happens at import time):
   cache        result cache keyed by the full config
   figures      savefig: PNG + PDF into figures/
   results      figures/<notebook>.json with config, versions, commit and claims
+  report       figures/REPORT.md and the README gallery from every results file
+  checked_arrays  .npz caches verified by SHA-256
+  tetrominoes  paper C's data set, its splits and nearest-neighbour distances
+  diffusion    a small diffusers UNet (DDPM), deterministic DDIM/Heun sampling, a resumable sample bank
+  augment      Aug.Naive / Aug.Tuned batch transforms (paper A)
+  robustness   the unsupervised encoder attack, MS-SSIM and the robustness gap (paper A)
+  linear_gaussian  a linear-Gaussian VAE with exact log p(x) and posterior (estimator tests)
 """
 
 __version__ = "0.1.0"
