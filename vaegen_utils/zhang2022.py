@@ -1,0 +1,728 @@
+"""Paper B (Zhang, Hayes, Barber 2022, "Generalization Gap in Amortized Inference"): Figs. 1a, 1b, 2.
+
+The experiment behind the three `zhang2022_*` notebooks, as pure functions of settings that return
+plain data (lists of floats, one value per seed). Everything expensive goes through
+`vaegen_utils.cache`, keyed by the full settings, so the three notebooks share one trained model set
+and a rerun takes seconds:
+
+1. `train_base(run)`: the VAE trained with amortized inference (paper B Sec. 2.2: MLP 500 units, z=10,
+   Adam 1e-3, batch 100), all seeds at once as one stacked ensemble, with a checkpoint every
+   `checkpoint_every` epochs and train/test BPD every `eval_every` epochs -> Fig. 1a
+   (`learning_curves`) and the amortized curve of Figs. 1b and 2 (`amortized_at_checkpoints`).
+2. `optimal_inference(run, retrain)`: for every checkpoint, the encoder retrained on the *test* set
+   with the decoder frozen (paper B eq. 12, the official code's `OptimalEval`) -> Fig. 1b. The gap to
+   the amortized curve is the inference generalization gap (eq. 11).
+3. `self_consistent(run, retrain, alpha)`: for every checkpoint, the encoder retrained on the
+   training set mixed with model samples, m(x) = alpha p_theta(x) + (1 - alpha) p_data(x)
+   (paper B eq. 16; the official code's `ReverseHalfAsleep` at alpha = 0.5) -> Fig. 2.
+   `alpha_sweep` repeats it for several alphas at one checkpoint (beyond the paper).
+4. `per_point_optimal(run, fit, retrain)`: the *other* "optimal": a free Gaussian q*(z|x) per test
+   point (Cremer et al. 2018; paper B's compression code), whose ELBO minus the encoder's is the
+   amortization gap. Not the same thing as 2.; the figures label them apart.
+5. `iwae_comparison(...)`: IWAE (K samples) next to the single-sample ELBO for the three encoders of
+   one checkpoint. All three share the decoder, so their IWAE values estimate the same log p_theta(x).
+
+BPD everywhere is paper B's: the single-sample ELBO in bits per dimension (papers.md B.5),
+evaluated with `training.evaluate` (fixed evaluation noise, so the same weights always give the
+same number). Shapes: per-checkpoint results are lists over checkpoints of lists over seeds
+(`[C][M]`); `mean_sd` turns them into seed means and standard deviations.
+
+What is not here: plotting and claims (the notebooks), training loops (`training`), estimators
+(`estimators`). Nothing here changes how a model trains; the profiles only change sizes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+
+from . import cache as vcache
+from . import data, estimators, models, training
+from .seeding import make_generator
+
+# Salt of every key made here: bump it when a change below changes what a setting produces.
+CODE_VERSION = "zhang2022-1"
+
+# Paper B's two MNIST variants and their likelihoods (papers.md B.4): fixed-threshold binary MNIST
+# with a Bernoulli decoder, greyscale MNIST (k/255) with the seed-001 discretized logistic.
+LIKELIHOOD_OF_DATASET = {"binary_mnist": "bernoulli", "mnist": "discretized_logistic"}
+MODES = ("optimal_inference", "self_consistent")
+TEST_SIZE = 10_000  # MNIST test split
+NUM_DIMS = 28 * 28  # D of bits/dim for MNIST
+OFFICIAL_TEST_IMAGES = 1_000  # the official notebooks' compression numbers use the first 1000 test images (B.5)
+# papers.md B.6: BB-ANS compression lengths (bits/dim) of the official MNIST_Compression notebook, first
+# 1000 test images, MLP with 3 hidden layers of 500 (h_layer_num=2), z=10, 60k training images: the
+# epoch-100 model ("baseline") and the same model after reverse-half-asleep encoder training ("improved").
+OFFICIAL_NUMBERS = {
+    "binary_mnist": {"baseline": 0.18543, "improved": 0.17891, "epoch": 100},
+    "mnist": {"baseline": 1.56244, "improved": 1.55187, "epoch": 100},
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Settings
+# --------------------------------------------------------------------------------------------
+
+
+def _require_int(name: str, value: Any, minimum: int, maximum: int | None = None, hint: str = "") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (maximum is not None and value > maximum):
+        bound = f"in {minimum}..{maximum}" if maximum is not None else f">= {minimum}"
+        raise ValueError(f"{name} must be an int {bound}, got {value!r}" + (f"; {hint}" if hint else ""))
+    return value
+
+
+def _require_positive_number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class BaseRun:
+    """The amortized-inference VAE of paper B Sec. 2.2, trained for several seeds with checkpoints.
+
+    dataset           "binary_mnist" (Bernoulli; Figs. 1, 2a) or "mnist" (discretized logistic; Fig. 2b).
+    n_train           training images: a seeded subset (`subset_seed`) of the 60k, or None for all.
+    n_test            the first n_test test images (the official notebooks use the first 1000).
+    seeds             one ensemble member per seed: each seed sets a member's initialisation and
+                      reparameterisation noise; the mini-batch order is shared (one stacked ensemble).
+    epochs            training epochs (paper: 1000).
+    checkpoint_every  a checkpoint every k epochs (paper: 100); the final epoch always has one.
+    eval_every        train and test BPD every k epochs (Fig. 1a's curves), plus at every checkpoint.
+    num_hidden_layers hidden layers of 500 units in encoder and decoder (paper B's workshop text: 2;
+                      the official compression notebooks: 3, `h_layer_num=2`).
+    """
+
+    dataset: str
+    n_train: int | None
+    n_test: int
+    seeds: tuple[int, ...]
+    epochs: int
+    checkpoint_every: int
+    eval_every: int
+    subset_seed: int = 0
+    num_hidden_layers: int = 2
+    batch_size: int = 100
+    learning_rate: float = 1e-3
+
+    def __post_init__(self) -> None:
+        if self.dataset not in LIKELIHOOD_OF_DATASET:
+            raise ValueError(
+                f"dataset must be one of {sorted(LIKELIHOOD_OF_DATASET)} (paper B's binary and greyscale MNIST), "
+                f"got {self.dataset!r}"
+            )
+        if self.n_train is not None:
+            _require_int("n_train", self.n_train, 1, 60_000, hint="or None for the full training set")
+        _require_int("n_test", self.n_test, 1, TEST_SIZE)
+        seeds = tuple(self.seeds) if isinstance(self.seeds, (list, tuple)) else None
+        if not seeds:
+            raise ValueError(f"seeds must be a non-empty list of distinct ints >= 0, got {self.seeds!r}")
+        for seed in seeds:
+            _require_int("seeds[...]", seed, 0)
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds must be distinct (each is one ensemble member), got {list(seeds)}")
+        object.__setattr__(self, "seeds", seeds)
+        _require_int("epochs", self.epochs, 1)
+        _require_int("checkpoint_every", self.checkpoint_every, 1, self.epochs, hint="a checkpoint every k epochs")
+        _require_int("eval_every", self.eval_every, 1, self.epochs, hint="train/test BPD every k epochs")
+        _require_int("subset_seed", self.subset_seed, 0)
+        _require_int("num_hidden_layers", self.num_hidden_layers, 1)
+        _require_int("batch_size", self.batch_size, 1)
+        object.__setattr__(self, "learning_rate", _require_positive_number("learning_rate", self.learning_rate))
+
+    @property
+    def likelihood(self) -> str:
+        return LIKELIHOOD_OF_DATASET[self.dataset]
+
+    @property
+    def num_seeds(self) -> int:
+        return len(self.seeds)
+
+    def checkpoint_epochs(self) -> list[int]:
+        """Epochs with a saved model: every checkpoint_every epochs, and the last epoch."""
+        return sorted(set(range(self.checkpoint_every, self.epochs + 1, self.checkpoint_every)) | {self.epochs})
+
+    def eval_epochs(self) -> list[int]:
+        return sorted(set(range(self.eval_every, self.epochs + 1, self.eval_every)) | set(self.checkpoint_epochs()))
+
+    def model_config(self) -> models.MLPVAEConfig:
+        return models.zhang2022_mlp(self.likelihood, num_hidden_layers=self.num_hidden_layers)
+
+    def train_config(self) -> training.TrainConfig:
+        return training.TrainConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            seed=self.seeds[0],  # the shared batch order
+            member_seeds=list(self.seeds),
+            checkpoint_epochs=self.checkpoint_epochs(),
+            eval_epochs=self.eval_epochs(),
+            num_eval_samples=1,  # paper B's BPD: the single-sample ELBO (B.5)
+        )
+
+    def data_spec(self) -> dict:
+        return {
+            "dataset": self.dataset,
+            "binarization": "fixed" if self.dataset == "binary_mnist" else None,  # B.4: threshold 0.5
+            "n_train": self.n_train,
+            "subset_seed": self.subset_seed,
+            "test": f"first {self.n_test} test images",
+        }
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "seeds": list(self.seeds), "likelihood": self.likelihood}
+
+
+@dataclass(frozen=True)
+class RetrainSettings:
+    """Encoder retraining with the decoder frozen (paper B's `OptimalEval` / `ReverseHalfAsleep`).
+
+    epochs        passes over the retraining images (the official code's `additional_epochs`, 100).
+    batch_size    real images per step (with alpha = 0.5 each step also sees as many model samples).
+    learning_rate Adam step size (the official code reuses `opt['lr']`, 1e-3 on MNIST).
+    seed          batch order, reparameterisation noise and model samples.
+    eval_every    test BPD every k retraining epochs (the convergence curve); None: the last only.
+    """
+
+    epochs: int
+    batch_size: int = 100
+    learning_rate: float = 1e-3
+    seed: int = 0
+    eval_every: int | None = None
+
+    def __post_init__(self) -> None:
+        _require_int("epochs", self.epochs, 1)
+        _require_int("batch_size", self.batch_size, 1)
+        object.__setattr__(self, "learning_rate", _require_positive_number("learning_rate", self.learning_rate))
+        _require_int("seed", self.seed, 0)
+        if self.eval_every is not None:
+            _require_int("eval_every", self.eval_every, 1, self.epochs)
+
+
+@dataclass(frozen=True)
+class PerPointSettings:
+    """The per-data-point optimal posterior q*(z|x) (amortization gap) on the first n_points test images.
+
+    Passed to `estimators.amortization_gap`: Adam on each point's (mean, log std) from the encoder's
+    output (init="encoder", as paper B's compression code `optimal_posterior`), `num_samples`
+    reparameterised samples per step, Cremer et al.'s plateau rule (windows of `check_every` steps,
+    stop after more than `patience` windows without improvement) capped at `max_steps`; both ELBOs
+    are then scored with `eval_samples` samples and common random numbers.
+    """
+
+    n_points: int
+    num_samples: int = 10
+    learning_rate: float = 5e-3  # paper B's compression code, MNIST (B.5)
+    max_steps: int = 2000
+    check_every: int = 50
+    patience: int = 2
+    eval_samples: int = 1000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _require_int("n_points", self.n_points, 1, TEST_SIZE)
+        for name in ("num_samples", "max_steps", "check_every", "eval_samples"):
+            _require_int(name, getattr(self, name), 1)
+        _require_int("patience", self.patience, 0)
+        _require_int("seed", self.seed, 0)
+        object.__setattr__(self, "learning_rate", _require_positive_number("learning_rate", self.learning_rate))
+
+    def fit_options(self) -> dict:
+        return {
+            "init": "encoder",
+            "num_samples": self.num_samples,
+            "learning_rate": self.learning_rate,
+            "max_steps": self.max_steps,
+            "check_every": self.check_every,
+            "patience": self.patience,
+        }
+
+
+def check_alpha(alpha: Any) -> float:
+    """alpha of eq. 16 = the fraction of model samples in the encoder's training mixture, in [0, 1]."""
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha):
+        raise ValueError(f"alpha must be a number in [0, 1] (paper B eq. 16; 0.5 in the paper), got {alpha!r}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(
+            f"alpha is the fraction of model samples in m(x) = alpha p_theta(x) + (1 - alpha) p_data(x) and must "
+            f"be in [0, 1], got {alpha}"
+        )
+    return float(alpha)
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=4)
+def _images(dataset: str, n_train: int | None, subset_seed: int, n_test: int) -> tuple[torch.Tensor, torch.Tensor]:
+    train = data.load_dataset(dataset, "train", n_train=n_train, subset_seed=subset_seed, binarization="fixed")
+    test = data.load_dataset(dataset, "test", binarization="fixed")
+    return train.images, test.images[:n_test].clone()
+
+
+def load_images(run: BaseRun) -> tuple[torch.Tensor, torch.Tensor]:
+    """(training images, the first n_test test images), each `(N, 1, 28, 28)` float32."""
+    return _images(run.dataset, run.n_train, run.subset_seed, run.n_test)
+
+
+# --------------------------------------------------------------------------------------------
+# 1. The base run (Fig. 1a) and its checkpoints
+# --------------------------------------------------------------------------------------------
+
+
+def _base_arguments(run: BaseRun) -> dict:
+    train_images, test_images = load_images(run)
+    return {
+        "model_config": [run.model_config()] * run.num_seeds,
+        "train_config": run.train_config(),
+        "data_spec": run.data_spec(),
+        "images": train_images,
+        "eval_sets": {"train": train_images, "test": test_images},
+        "model_seed": list(run.seeds),
+    }
+
+
+@functools.lru_cache(maxsize=8)
+def base_key(run: BaseRun) -> str:
+    """The cache key of the base training run; part of every key derived from its checkpoints.
+
+    Memoised per settings: fingerprinting the 60k training images takes a noticeable fraction of a second.
+    """
+    arguments = _base_arguments(run)
+    return vcache.config_key(
+        vcache.training_key_config(
+            arguments["model_config"],
+            arguments["train_config"],
+            arguments["data_spec"],
+            arguments["images"],
+            arguments["eval_sets"],
+            model_seed=arguments["model_seed"],
+        )
+    )
+
+
+def train_base(run: BaseRun, *, cache: vcache.RunCache | None = None, progress: bool | None = None) -> training.TrainResult:
+    """Train (or load) the seed ensemble with checkpoints; returns the `TrainResult` (model = last epoch)."""
+    return vcache.train_cached(
+        **_base_arguments(run),
+        cache=cache,
+        progress=progress,
+        name=f"zhang2022-{run.dataset}-n{run.n_train or 'all'}-e{run.epochs}",
+    )
+
+
+def load_checkpoint(run: BaseRun, epoch: int, *, cache: vcache.RunCache | None = None) -> torch.nn.Module:
+    """The seed ensemble saved at `epoch` (trains the base run first if needed)."""
+    if epoch not in run.checkpoint_epochs():
+        raise ValueError(f"epoch {epoch} has no checkpoint; checkpoints: {run.checkpoint_epochs()}")
+    result = train_base(run, cache=cache)
+    return training.load_checkpoint(result.run_dir, epoch)
+
+
+def _per_member(row: dict, metric: str = "bits_per_dim") -> list[float]:
+    value = row[metric]
+    return list(value) if isinstance(value, list) else [value]
+
+
+def learning_curves(run: BaseRun, *, cache: vcache.RunCache | None = None) -> dict:
+    """Fig. 1a: train and test BPD during training.
+
+    Returns {"epochs": [T], "train_bpd": [T][M], "test_bpd": [T][M], "checkpoint_epochs": [C],
+    "train_seconds": float}; BPD on all n_train training images and the n_test test images.
+    """
+    result = train_base(run, cache=cache)
+    curves: dict[str, Any] = {"epochs": [], "train_bpd": [], "test_bpd": []}
+    test_rows = {row["epoch"]: row for row in result.rows("test")}
+    for row in result.rows("train"):
+        curves["epochs"].append(row["epoch"])
+        curves["train_bpd"].append(_per_member(row))
+        curves["test_bpd"].append(_per_member(test_rows[row["epoch"]]))
+    curves["checkpoint_epochs"] = run.checkpoint_epochs()
+    curves["train_seconds"] = result.train_seconds
+    return curves
+
+
+def amortized_at_checkpoints(run: BaseRun, *, cache: vcache.RunCache | None = None) -> dict:
+    """The amortized encoder's train and test BPD at every checkpoint: {"epochs": [C], "train_bpd", "test_bpd": [C][M]}."""
+    curves = learning_curves(run, cache=cache)
+    index = {epoch: position for position, epoch in enumerate(curves["epochs"])}
+    epochs = run.checkpoint_epochs()
+    return {
+        "epochs": epochs,
+        "train_bpd": [curves["train_bpd"][index[epoch]] for epoch in epochs],
+        "test_bpd": [curves["test_bpd"][index[epoch]] for epoch in epochs],
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# 2./3. Encoder retraining from each checkpoint (Figs. 1b and 2)
+# --------------------------------------------------------------------------------------------
+
+
+def _retrain_key(run: BaseRun, epoch: int, retrain: RetrainSettings, mode: str, alpha: float | None) -> dict:
+    return {
+        "kind": "zhang2022-encoder-retraining",
+        "code_version": CODE_VERSION,
+        "base": base_key(run),
+        "checkpoint_epoch": epoch,
+        "mode": mode,
+        "alpha": alpha,
+        "retrain": dataclasses.asdict(retrain),
+    }
+
+
+def _cached(cache: vcache.RunCache, folder_name: str, result_name: str, key: dict, compute) -> Any:
+    """cache.cached_result, in a folder named `<key>-zhang2022-...` so paper B's cache entries are easy to find."""
+    cache.run_dir(key, name=f"zhang2022-{folder_name}")
+    return cache.cached_result(result_name, key, compute)
+
+
+def _retrain_folder_name(run: BaseRun, epoch: int, mode: str, alpha: float | None) -> str:
+    return f"{mode}{'' if alpha is None else f'-alpha{alpha:g}'}-{run.dataset}-e{epoch}"
+
+
+def _check_mode(mode: str, alpha: Any) -> float | None:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if mode == "optimal_inference":
+        if alpha is not None:
+            raise ValueError("optimal inference (eq. 12) trains on the test images only; pass alpha=None")
+        return None
+    return check_alpha(alpha)
+
+
+def _retrain(
+    run: BaseRun, epoch: int, retrain: RetrainSettings, mode: str, alpha: float | None, cache: vcache.RunCache
+) -> training.TrainResult:
+    """Retrain the checkpoint's encoders (decoder frozen) in the cache folder of these settings."""
+    key = _retrain_key(run, epoch, retrain, mode, alpha)
+    folder = cache.run_dir(key, name=f"zhang2022-{_retrain_folder_name(run, epoch, mode, alpha)}")
+    model = load_checkpoint(run, epoch, cache=cache)
+    train_images, test_images = load_images(run)
+    if mode == "optimal_inference":
+        # paper B eq. 12: optimal inference = the encoder retrained on the test set, decoder fixed.
+        images, batch_transform = test_images, None
+    else:
+        # paper B eq. 16: encoder trained on alpha p_theta(x) + (1 - alpha) p_data(x): each real batch
+        # gets model samples x ~ p_theta(x|z), z ~ p(z) appended (alpha = 0.5: as many as real images,
+        # the official ReverseHalfAsleep with batch 100 + sample_size 100; alpha = 1: samples only).
+        images, batch_transform = train_images, training.model_sample_mixture(model, alpha)
+    return training.retrain_encoder(
+        model,
+        images,
+        epochs=retrain.epochs,
+        batch_size=retrain.batch_size,
+        learning_rate=retrain.learning_rate,
+        seed=retrain.seed,
+        eval_sets={"test": test_images},
+        batch_transform=batch_transform,
+        run_dir=folder / vcache.TRAINING_FOLDER,
+        eval_epochs=retrain.eval_every,
+    )
+
+
+def retrain_at_checkpoint(
+    run: BaseRun,
+    epoch: int,
+    retrain: RetrainSettings,
+    *,
+    mode: str,
+    alpha: float | None = None,
+    cache: vcache.RunCache | None = None,
+) -> dict:
+    """Test BPD of the checkpoint's encoders after retraining; cached (a rerun loads nothing).
+
+    mode "optimal_inference": on the test images (eq. 12); "self_consistent": on the training images
+    mixed with model samples at `alpha` (eq. 16). Returns {"test_bpd": [M], "test_elbo": [M]
+    (nats), "curve": {"epochs": [...], "test_bpd": [...][M]}, "train_seconds": float}.
+    """
+    alpha = _check_mode(mode, alpha)
+    cache = cache or vcache.RunCache()
+
+    def compute() -> dict:
+        result = _retrain(run, epoch, retrain, mode, alpha, cache)
+        rows = result.rows("test")
+        return {
+            "test_bpd": _per_member(rows[-1]),
+            "test_elbo": _per_member(rows[-1], "elbo"),
+            "curve": {"epochs": [row["epoch"] for row in rows], "test_bpd": [_per_member(row) for row in rows]},
+            "train_seconds": result.train_seconds,
+        }
+
+    key = _retrain_key(run, epoch, retrain, mode, alpha)
+    return _cached(cache, _retrain_folder_name(run, epoch, mode, alpha), "summary", key, compute)
+
+
+def retrained_model(
+    run: BaseRun,
+    epoch: int,
+    retrain: RetrainSettings,
+    *,
+    mode: str,
+    alpha: float | None = None,
+    cache: vcache.RunCache | None = None,
+) -> torch.nn.Module:
+    """The retrained ensemble itself (loaded from the cache; retrained first if missing)."""
+    alpha = _check_mode(mode, alpha)
+    return _retrain(run, epoch, retrain, mode, alpha, cache or vcache.RunCache()).model
+
+
+def _over_checkpoints(run: BaseRun, retrain: RetrainSettings, mode: str, alpha: float | None, cache) -> dict:
+    epochs = run.checkpoint_epochs()
+    summaries = [retrain_at_checkpoint(run, epoch, retrain, mode=mode, alpha=alpha, cache=cache) for epoch in epochs]
+    return {
+        "epochs": epochs,
+        "test_bpd": [summary["test_bpd"] for summary in summaries],
+        "curves": [summary["curve"] for summary in summaries],
+        "train_seconds": sum(summary["train_seconds"] for summary in summaries),
+    }
+
+
+def optimal_inference(run: BaseRun, retrain: RetrainSettings, *, cache: vcache.RunCache | None = None) -> dict:
+    """Fig. 1b: test BPD after retraining each checkpoint's encoder on the test set (eq. 12).
+
+    Returns {"epochs": [C], "test_bpd": [C][M], "curves": [C] retraining curves, "train_seconds"}.
+    """
+    return _over_checkpoints(run, retrain, "optimal_inference", None, cache)
+
+
+def self_consistent(
+    run: BaseRun, retrain: RetrainSettings, *, alpha: float = 0.5, cache: vcache.RunCache | None = None
+) -> dict:
+    """Fig. 2: test BPD after self-consistent encoder training from each checkpoint (eq. 16); as `optimal_inference`."""
+    return _over_checkpoints(run, retrain, "self_consistent", check_alpha(alpha), cache)
+
+
+def alpha_sweep(
+    run: BaseRun,
+    retrain: RetrainSettings,
+    alphas: Sequence[float],
+    *,
+    epoch: int | None = None,
+    cache: vcache.RunCache | None = None,
+) -> dict:
+    """Self-consistent training at one checkpoint (default: the last) for every alpha in `alphas`.
+
+    alpha = 0 continues training the encoder on the training data alone (the official `Wake`), alpha = 1
+    on model samples alone (`ReverseSleep`). Returns {"epoch", "alphas": [A], "test_bpd": [A][M]}.
+    """
+    alphas = [check_alpha(alpha) for alpha in alphas]
+    if not alphas:
+        raise ValueError("alphas is empty; give the mixture weights to sweep, e.g. [0, 0.25, 0.5, 0.75, 1]")
+    epoch = run.checkpoint_epochs()[-1] if epoch is None else epoch
+    summaries = [
+        retrain_at_checkpoint(run, epoch, retrain, mode="self_consistent", alpha=alpha, cache=cache) for alpha in alphas
+    ]
+    return {"epoch": epoch, "alphas": alphas, "test_bpd": [summary["test_bpd"] for summary in summaries]}
+
+
+# --------------------------------------------------------------------------------------------
+# 4. Per-data-point optimal posterior (amortization gap)
+# --------------------------------------------------------------------------------------------
+
+
+def _bpd(nats: torch.Tensor) -> list[float]:
+    """Mean over data points (last dim) of ELBOs in nats -> BPD per member, as a list."""
+    values = estimators.bits_per_dim(nats.double().mean(dim=-1), NUM_DIMS)
+    return values.reshape(-1).tolist()
+
+
+def per_point_at_checkpoint(
+    run: BaseRun,
+    epoch: int,
+    fit: PerPointSettings,
+    retrain: RetrainSettings,
+    *,
+    cache: vcache.RunCache | None = None,
+) -> dict:
+    """Amortized, retrained-on-test and per-point-optimal BPD on the first fit.n_points test images.
+
+    All three ELBOs use fit.eval_samples samples; the amortized and per-point ones share their noise
+    (common random numbers, `estimators.amortization_gap`). Returns {"amortized_bpd",
+    "optimal_inference_bpd", "per_point_bpd", "fraction_converged", "mean_steps"} (lists over seeds).
+    """
+    cache = cache or vcache.RunCache()
+    if fit.n_points > run.n_test:
+        raise ValueError(f"fit.n_points={fit.n_points} exceeds the run's n_test={run.n_test}; lower n_points")
+    key = {
+        "kind": "zhang2022-per-point-optimal-posterior",
+        "code_version": CODE_VERSION,
+        "base": base_key(run),
+        "checkpoint_epoch": epoch,
+        "fit": dataclasses.asdict(fit),
+        "optimal_inference": _retrain_key(run, epoch, retrain, "optimal_inference", None),
+    }
+
+    def compute() -> dict:
+        model = load_checkpoint(run, epoch, cache=cache)
+        x = load_images(run)[1][: fit.n_points]  # (n_points, 1, 28, 28)
+        gap = estimators.amortization_gap(
+            model, x, eval_samples=fit.eval_samples, generator=make_generator(fit.seed), **fit.fit_options()
+        )
+        retrained = retrained_model(run, epoch, retrain, mode="optimal_inference", cache=cache)
+        with torch.no_grad():
+            mean, log_std = retrained.encode(x)
+        elbo_retrained = estimators.gaussian_elbo(
+            retrained, x, mean, log_std, num_samples=fit.eval_samples, generator=make_generator(fit.seed)
+        )
+        return {
+            "amortized_bpd": _bpd(gap.elbo_amortized),
+            "optimal_inference_bpd": _bpd(elbo_retrained),
+            "per_point_bpd": _bpd(gap.elbo_optimal),
+            "fraction_converged": gap.fit.converged.double().mean(dim=-1).reshape(-1).tolist(),
+            "mean_steps": gap.fit.steps.double().mean(dim=-1).reshape(-1).tolist(),
+        }
+
+    return _cached(cache, f"per-point-{run.dataset}-e{epoch}", "per_point", key, compute)
+
+
+def per_point_optimal(
+    run: BaseRun, fit: PerPointSettings, retrain: RetrainSettings, *, cache: vcache.RunCache | None = None
+) -> dict:
+    """`per_point_at_checkpoint` at every checkpoint: {"epochs": [C], "<name>_bpd": [C][M], ...}."""
+    epochs = run.checkpoint_epochs()
+    rows = [per_point_at_checkpoint(run, epoch, fit, retrain, cache=cache) for epoch in epochs]
+    return {"epochs": epochs, "n_points": fit.n_points, **{name: [row[name] for row in rows] for name in rows[0]}}
+
+
+# --------------------------------------------------------------------------------------------
+# 5. IWAE next to the ELBO; model samples
+# --------------------------------------------------------------------------------------------
+
+ENCODERS = ("amortized", "self_consistent", "optimal_inference")
+
+
+def _encoder_model(run, epoch, encoder, retrain, alpha, cache) -> torch.nn.Module:
+    if encoder == "amortized":
+        return load_checkpoint(run, epoch, cache=cache)
+    if encoder == "self_consistent":
+        return retrained_model(run, epoch, retrain, mode="self_consistent", alpha=alpha, cache=cache)
+    return retrained_model(run, epoch, retrain, mode="optimal_inference", cache=cache)
+
+
+def iwae_comparison(
+    run: BaseRun,
+    retrain: RetrainSettings,
+    *,
+    epoch: int | None = None,
+    alpha: float = 0.5,
+    num_samples: int = 1000,
+    n_points: int = 1000,
+    seed: int = 0,
+    cache: vcache.RunCache | None = None,
+) -> dict:
+    """IWAE_K and single-sample-ELBO BPD of the three encoders of one checkpoint, first n_points test images.
+
+    IWAE (Burda et al. 2016) with K = num_samples and the encoder as proposal bounds log p_theta(x)
+    from below more tightly than the ELBO; the three encoders share the decoder, so their IWAE values
+    estimate the same log p_theta(x) and differ only by how good a proposal each encoder is.
+    Returns {"epoch", "num_samples", "n_points", "<encoder>": {"iwae_bpd": [M], "elbo_bpd": [M]}}.
+    """
+    cache = cache or vcache.RunCache()
+    alpha = check_alpha(alpha)
+    epoch = run.checkpoint_epochs()[-1] if epoch is None else epoch
+    _require_int("num_samples", num_samples, 1)
+    _require_int("n_points", n_points, 1, run.n_test, hint="at most the run's n_test")
+    x = load_images(run)[1][:n_points]
+    table: dict[str, Any] = {"epoch": epoch, "num_samples": num_samples, "n_points": n_points}
+    for encoder in ENCODERS:
+        key = {
+            "kind": "zhang2022-iwae",
+            "code_version": CODE_VERSION,
+            "encoder": _retrain_key(run, epoch, retrain, "self_consistent", alpha)
+            if encoder == "self_consistent"
+            else _retrain_key(run, epoch, retrain, "optimal_inference", None)
+            if encoder == "optimal_inference"
+            else {"base": base_key(run), "checkpoint_epoch": epoch},
+            "num_samples": num_samples,
+            "n_points": n_points,
+            "seed": seed,
+        }
+
+        def compute(encoder=encoder) -> dict:
+            model = _encoder_model(run, epoch, encoder, retrain, alpha, cache)
+            iwae = estimators.iwae_bound(model, x, num_samples, generator=make_generator(seed))
+            elbo = training.evaluate(model, x, seed=seed)["bits_per_dim"]
+            return {"iwae_bpd": _bpd(iwae), "elbo_bpd": elbo if isinstance(elbo, list) else [elbo]}
+
+        table[encoder] = _cached(cache, f"iwae-{encoder}-{run.dataset}-e{epoch}", "iwae", key, compute)
+    return table
+
+
+def official_comparison(
+    run: BaseRun,
+    retrain: RetrainSettings,
+    *,
+    epoch: int,
+    alpha: float = 0.5,
+    cache: vcache.RunCache | None = None,
+) -> dict:
+    """Amortized and self-consistent test BPD of one checkpoint on the first 1000 test images.
+
+    The image set of the official compression numbers (OFFICIAL_NUMBERS; fewer if n_test < 1000).
+    Returns {"epoch", "n_images", "amortized_bpd": [M], "self_consistent_bpd": [M]}.
+    """
+    cache = cache or vcache.RunCache()
+    alpha = check_alpha(alpha)
+    n_images = min(OFFICIAL_TEST_IMAGES, run.n_test)
+    x = load_images(run)[1][:n_images]
+    key = {"kind": "zhang2022-official-comparison", "code_version": CODE_VERSION,
+           "self_consistent": _retrain_key(run, epoch, retrain, "self_consistent", alpha), "n_images": n_images}
+
+    def compute() -> dict:
+        values = {}
+        for encoder in ("amortized", "self_consistent"):
+            bpd = training.evaluate(_encoder_model(run, epoch, encoder, retrain, alpha, cache), x)["bits_per_dim"]
+            values[f"{encoder}_bpd"] = bpd if isinstance(bpd, list) else [bpd]
+        return values
+
+    return {"epoch": epoch, "n_images": n_images, **_cached(cache, f"official-{run.dataset}-e{epoch}", "bpd", key, compute)}
+
+
+def model_samples(
+    run: BaseRun, *, epoch: int | None = None, n: int = 16, seed: int = 0, cache: vcache.RunCache | None = None
+) -> torch.Tensor:
+    """n samples x ~ p_theta(x|z), z ~ p(z) per seed from a checkpoint (default: the last): `(M, n, 1, 28, 28)`.
+
+    The images the self-consistent encoder sees next to the real ones (eq. 16); cached.
+    """
+    cache = cache or vcache.RunCache()
+    epoch = run.checkpoint_epochs()[-1] if epoch is None else epoch
+    _require_int("n", n, 1)
+    key = {"kind": "zhang2022-model-samples", "code_version": CODE_VERSION, "base": base_key(run),
+           "checkpoint_epoch": epoch, "n": n, "seed": seed}
+
+    def compute() -> torch.Tensor:
+        return load_checkpoint(run, epoch, cache=cache).sample(n, generator=make_generator(seed))
+
+    return _cached(cache, f"samples-{run.dataset}-e{epoch}", "samples", key, compute)
+
+
+# --------------------------------------------------------------------------------------------
+# Summaries for claims and plots
+# --------------------------------------------------------------------------------------------
+
+
+def mean_sd(values: Sequence[Sequence[float]] | Sequence[float]) -> tuple[list[float], list[float]] | tuple[float, float]:
+    """Seed mean and standard deviation (ddof 1; 0 for one seed) over the last axis.
+
+    `[C][M]` -> (means [C], sds [C]); `[M]` -> (mean, sd).
+    """
+    tensor = torch.tensor(values, dtype=torch.float64)
+    mean = tensor.mean(dim=-1)
+    sd = tensor.std(dim=-1, correction=1) if tensor.shape[-1] > 1 else torch.zeros_like(mean)
+    if tensor.dim() == 1:
+        return float(mean), float(sd)
+    return mean.tolist(), sd.tolist()
+
+
+def relative_improvement(baseline: float, improved: float) -> float:
+    """(baseline - improved) / baseline: the fraction of bits saved (positive = improved is better)."""
+    return (baseline - improved) / baseline
