@@ -8,10 +8,12 @@ Modules (import what you need; nothing heavy happens at import time):
   data         MNIST, Fashion-MNIST, CIFAR-10 with checksummed download and offline sources
   likelihoods  Bernoulli, discretized logistic, mixture of logistics, fixed-variance Gaussian
   models       config dataclasses, MLP / conv / residual-conv VAEs, save and load
-  ensemble     several same-shape MLP VAEs trained at once (stacked weights, bmm)
+  ensemble     several same-shape VAEs trained at once (MLP: stacked weights + bmm; CNN: grouped conv)
   estimators   beta-ELBO, IWAE, per-data-point optimal posterior, encoder retraining
   training     the training engine (in-memory batches, checkpoints, resume, NaN guard)
   cache        result cache keyed by the full config
+  zhang2022    paper B's experiments (checkpoints, optimal inference, self-consistent training)
+  bozkurt2021  paper C's experiments (beta-sweep ensembles on Tetrominoes splits, RD curves, MI)
   figures      savefig: PNG + PDF into figures/
   results      figures/<notebook>.json with config, versions, commit and claims
   report       figures/REPORT.md and the README gallery from every results file

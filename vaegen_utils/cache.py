@@ -302,8 +302,9 @@ def train_cached(
     """Train once, then reuse: the model + history for (model, training, data, code version).
 
     model_config  a model config dataclass (built with `models.build_model(config, seed=model_seed)`)
-                  or a list of MLP configs with a list of seeds (an `EnsembleMLPVAE` of those
-                  members, e.g. a beta sweep with `train_config.beta=[...]`).
+                  or a list of MLP (or conv) configs with a list of seeds (an `EnsembleMLPVAE` /
+                  `EnsembleConvVAE` of those members, e.g. a beta sweep with
+                  `train_config.beta=[...]`).
     data_spec     a JSON-able description of the data, e.g. {"dataset": "binary_mnist",
                   "split": "train", "n_train": 1000, "subset_seed": 0}; a fingerprint of `images`
                   and of every eval set is added to the key as a safety net.
@@ -354,7 +355,7 @@ def _build(model_config: Any, model_seed: int | Sequence[int]) -> torch.nn.Modul
     from . import models
 
     if isinstance(model_config, (list, tuple)):
-        from .ensemble import EnsembleMLPVAE
+        from .ensemble import ensemble_class_for
 
         seeds = list(model_seed) if isinstance(model_seed, (list, tuple)) else None
         if seeds is None or len(seeds) != len(model_config):
@@ -363,7 +364,8 @@ def _build(model_config: Any, model_seed: int | Sequence[int]) -> torch.nn.Modul
                 f"{len(model_config)} seeds, got {model_seed!r}"
             )
         members = [models.build_model(config, seed=seed) for config, seed in zip(model_config, seeds)]
-        return EnsembleMLPVAE.from_members(members)
+        # MLP configs -> EnsembleMLPVAE, ConvVAEConfigs -> EnsembleConvVAE (paper C's CNN sweeps).
+        return ensemble_class_for(model_config[0]).from_members(members)
     if isinstance(model_seed, (list, tuple)):
         raise ValueError(f"a single model config needs one int model_seed, got {model_seed!r}")
     return models.build_model(model_config, seed=model_seed)

@@ -641,3 +641,293 @@ def _frozen_parameters(model):
     finally:
         for parameter, flag in zip(parameters, previous):
             parameter.requires_grad_(flag)
+
+
+# ---------------------------------------------------------------------------------------------
+# Mutual information and marginal KL: the rate split of paper C, Eq. (5)
+#
+# R = E_{q(x)} KL(q(z|x) || p(z)) = I_q[x; z] + KL(q(z) || p(z)),  q(z) = (1/N) sum_n q(z|x_n)
+# (Hoffman & Johnson 2016, "ELBO surgery"; paper C, Eq. 5 and Sec. 4.5). Both terms need
+# log q(z) of the aggregate posterior, a mixture of N Gaussians. Two estimators of it:
+# - minibatch (Esmaeili et al. 2019; probtorch `Trace.log_batch_marginal`, paper C's Fig. 8):
+#   the batch stands in for the whole mixture, with the diagonal term reweighted so the N - 1
+#   other components are represented by the B - 1 other batch members (papers.md C.2);
+# - full (rtqichen/beta-tcvae `elbo_decomposition.py`): logsumexp over all N components - log N.
+# MI <= log N for both (the own component alone contributes q(z|x_n)/N), so every MI number must be
+# read next to its N: small-beta VAEs saturate at log N_train (paper C, Sec. 4.5).
+# The pure functions take encoder outputs (mean, log_std) `(..., N, Z)`, so they are testable
+# without a model and work for an ensemble `(M, N, Z)` unchanged; the wrappers encode data first.
+# ---------------------------------------------------------------------------------------------
+
+RATE_DECOMPOSITION_ESTIMATORS = ("minibatch", "full")
+DEFAULT_MI_BATCH_SIZE = 512  # paper C, Sec. 4.5: "batches of size 512"
+DEFAULT_COMPONENT_CHUNK = 512  # mixture components per pairwise block (float64: Q x 512 x 8 bytes per member)
+PAIRWISE_BLOCK_ELEMENTS = 2**23  # float64 elements of one (..., q, C, Z) difference block: 64 MB
+
+
+@dataclass(frozen=True)
+class RateDecomposition:
+    """The rate split R = I_q[x; z] + KL(q(z) || p(z)) (paper C, Eq. 5), nats per data point.
+
+    Each tensor has the encoder outputs' leading shape (`()` for one model, `(M,)` for an
+    ensemble). `rate` is the analytic mean KL(q(z|x_n) || p(z)) over the N points;
+    `mutual_information` = mean[log q(z|x) - log q(z)] and `marginal_kl` = mean[log q(z) - log p(z)]
+    over sampled z ~ q(z|x_n) (the forms of papers.md C.2), so their sum is exactly
+    `rate_sampled` = mean[log q(z|x) - log p(z)], the Monte Carlo estimate of `rate`.
+    `num_data` = N, the number of mixture components q(z) stands for (MI <= log N);
+    `batch_size` = B for the minibatch estimator (None for the full one); `num_queries` = the
+    number of sampled (x_n, z) pairs averaged.
+    """
+
+    rate: torch.Tensor
+    mutual_information: torch.Tensor
+    marginal_kl: torch.Tensor
+    rate_sampled: torch.Tensor
+    num_data: int
+    estimator: str
+    batch_size: int | None
+    num_queries: int
+
+    @property
+    def log_num_data(self) -> float:
+        """log N: the largest value either estimator can return for the mutual information."""
+        return math.log(self.num_data)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able values (tensors as floats or lists)."""
+        as_plain = lambda value: value.tolist() if isinstance(value, torch.Tensor) else value  # noqa: E731
+        return {field.name: as_plain(getattr(self, field.name)) for field in dataclasses.fields(self)} | {
+            "log_num_data": self.log_num_data
+        }
+
+
+def pairwise_gaussian_log_density(z: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    """log N(z_q; mean_c, diag(exp(2 log_std_c))) for every query q and component c, in float64.
+
+    z `(..., Q, Z)`, mean and log_std `(..., C, Z)` (leading dims broadcast) -> `(..., Q, C)`.
+    Computed directly from (z_q - mean_c) / sigma_c, a few queries at a time so that one
+    `(..., q, C, Z)` block stays within PAIRWISE_BLOCK_ELEMENTS. Not with the expanded quadratic
+    form z^2.w - 2 z.(m w) + m^2.w (three matrix products, much faster): it cancels, with an
+    absolute error of ~1e-16 |z|^2 / sigma^2, which for the sigma ~ 1e-9 that small-β encoders can
+    produce is thousands of nats (measured: an "MI" of 47 nats > log N on paper C's 3-layer MLPs).
+    """
+    z, mean, log_std = z.double(), mean.double(), log_std.double()
+    inverse_std = torch.exp(-log_std).unsqueeze(-3)  # (..., 1, C, Z)
+    centres = mean.unsqueeze(-3)  # (..., 1, C, Z)
+    leading = torch.broadcast_shapes(z.shape[:-2], mean.shape[:-2])
+    per_query = max(1, math.prod(leading) * mean.shape[-2] * z.shape[-1])
+    chunk = max(1, PAIRWISE_BLOCK_ELEMENTS // per_query)
+    blocks = [
+        ((z[..., start : start + chunk, :].unsqueeze(-2) - centres) * inverse_std).square_().sum(dim=-1)  # (..., q, C)
+        for start in range(0, z.shape[-2], chunk)
+    ]
+    quadratic = torch.cat(blocks, dim=-2)  # (..., Q, C)
+    normaliser = log_std.sum(dim=-1).unsqueeze(-2) + 0.5 * z.shape[-1] * LOG_2PI  # (..., 1, C)
+    return -0.5 * quadratic - normaliser
+
+
+def minibatch_aggregate_log_density(
+    z: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor, num_data: int
+) -> torch.Tensor:
+    """Esmaeili et al. 2019's estimate of log q(z_b) from one batch (papers.md C.2), float64.
+
+    z `(..., B, Z)` with z_b ~ q(z|x_b); mean, log_std `(..., B, Z)` of the same batch; num_data = N,
+    the size of the data set the batch was drawn from. Returns `(..., B)`:
+        log q(z_b) ~ log[ (1/N) q(z_b|x_b) + ((N-1)/N) (1/(B-1)) sum_{b' != b} q(z_b|x_b') ],
+    i.e. a log-mean-exp over the B x B matrix whose diagonal is reweighted by (N-1)/(B-1)
+    (probtorch `Trace.log_batch_marginal`). With N = B it is the plain batch mixture.
+    """
+    batch = z.shape[-2]
+    _check_positive_int("num_data", num_data)
+    if batch < 2:
+        raise ValueError(f"the minibatch estimator needs batches of at least 2 points, got {batch}")
+    if num_data < batch:
+        raise ValueError(f"num_data={num_data} is smaller than the batch ({batch}); N counts the whole data set")
+    pairwise = pairwise_gaussian_log_density(z, mean, log_std)  # (..., B, B): [b, b'] = log q(z_b | x_b')
+    off_diagonal = math.log((num_data - 1) / (num_data * (batch - 1))) if num_data > 1 else -math.inf
+    log_weights = torch.full((batch, batch), off_diagonal, dtype=torch.float64)
+    log_weights.fill_diagonal_(-math.log(num_data))
+    return torch.logsumexp(pairwise + log_weights, dim=-1)
+
+
+def full_aggregate_log_density(
+    z: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor, *, component_chunk: int = DEFAULT_COMPONENT_CHUNK
+) -> torch.Tensor:
+    """log q(z) = logsumexp_n log q(z|x_n) - log N over all N components, float64.
+
+    z `(..., Q, Z)`; mean, log_std `(..., N, Z)` of the whole data set -> `(..., Q)`. The N
+    components are processed `component_chunk` at a time and combined with a running logsumexp,
+    so memory is Q x component_chunk per leading index (rtqichen/beta-tcvae's full estimator).
+    """
+    _check_positive_int("component_chunk", component_chunk)
+    num_components = mean.shape[-2]
+    running = None
+    for start in range(0, num_components, component_chunk):
+        block = pairwise_gaussian_log_density(
+            z, mean[..., start : start + component_chunk, :], log_std[..., start : start + component_chunk, :]
+        )  # (..., Q, chunk)
+        chunk_value = torch.logsumexp(block, dim=-1)  # (..., Q)
+        running = chunk_value if running is None else torch.logaddexp(running, chunk_value)
+    return running - math.log(num_components)
+
+
+def _check_encoder_outputs(mean: torch.Tensor, log_std: torch.Tensor) -> int:
+    if not isinstance(mean, torch.Tensor) or not isinstance(log_std, torch.Tensor) or mean.shape != log_std.shape:
+        raise ValueError(
+            "mean and log_std must be tensors of one shape (..., N, Z), as returned by model.encode; got "
+            f"{getattr(mean, 'shape', type(mean).__name__)} and {getattr(log_std, 'shape', type(log_std).__name__)}"
+        )
+    if mean.dim() < 2 or mean.shape[-2] < 2:
+        raise ValueError(
+            f"encoder outputs must be (..., N, Z) with N >= 2 data points, got {tuple(mean.shape)}; the "
+            "aggregate posterior is a mixture over the data set, so pass the whole (training) set"
+        )
+    return mean.shape[-2]
+
+
+def _decomposition(
+    log_conditional: torch.Tensor,
+    log_marginal: torch.Tensor,
+    log_prior: torch.Tensor,
+    rate: torch.Tensor,
+    *,
+    num_data: int,
+    estimator: str,
+    batch_size: int | None,
+) -> RateDecomposition:
+    """Average per-sample log densities `(..., Q)` into a RateDecomposition (float64 means)."""
+    return RateDecomposition(
+        rate=rate,
+        mutual_information=(log_conditional - log_marginal).mean(dim=-1),
+        marginal_kl=(log_marginal - log_prior).mean(dim=-1),
+        rate_sampled=(log_conditional - log_prior).mean(dim=-1),
+        num_data=num_data,
+        estimator=estimator,
+        batch_size=batch_size,
+        num_queries=log_conditional.shape[-1],
+    )
+
+
+def rate_decomposition_minibatch(
+    mean: torch.Tensor,
+    log_std: torch.Tensor,
+    *,
+    batch_size: int = DEFAULT_MI_BATCH_SIZE,
+    num_data: int | None = None,
+    generator: torch.Generator | None = None,
+) -> RateDecomposition:
+    """I_q[x; z] and KL(q(z) || p(z)) with the minibatch estimator of Esmaeili et al. 2019.
+
+    mean, log_std `(..., N, Z)`: encoder outputs for the whole data set q(x) (the training set in
+    paper C). The N points are shuffled (`generator`) and cut into disjoint batches of
+    `batch_size` (paper C: 512; a last batch of one point is dropped); in each batch every point
+    draws one z ~ q(z|x_b) and log q(z_b) comes from `minibatch_aggregate_log_density` with
+    num_data (default N). MI and marginal KL average over all points used. Leading dims (ensemble
+    members) share the batches and the noise draws' positions but not their values.
+    """
+    num_points = _check_encoder_outputs(mean, log_std)
+    _check_positive_int("batch_size", batch_size, "paper C uses batches of 512")
+    num_data = num_points if num_data is None else num_data
+    _check_positive_int("num_data", num_data)
+    order = torch.randperm(num_points, generator=generator)
+    batches = [batch for batch in torch.split(order, min(batch_size, num_points)) if len(batch) >= 2]
+    pieces = {"conditional": [], "marginal": [], "prior": []}
+    for batch in batches:
+        batch_mean, batch_log_std = mean[..., batch, :].double(), log_std[..., batch, :].double()  # (..., b, Z)
+        noise = torch.randn(batch_mean.shape, generator=generator, dtype=torch.float64)
+        z = batch_mean + torch.exp(batch_log_std) * noise  # (..., b, Z)
+        pieces["conditional"].append(gaussian_log_density(z, batch_mean, batch_log_std))
+        pieces["marginal"].append(minibatch_aggregate_log_density(z, batch_mean, batch_log_std, num_data))
+        pieces["prior"].append(standard_normal_log_density(z))
+    joined = {name: torch.cat(values, dim=-1) for name, values in pieces.items()}  # (..., Q) each
+    used = torch.cat(batches)
+    rate = gaussian_kl_to_standard_normal(mean[..., used, :].double(), log_std[..., used, :].double()).mean(dim=-1)
+    return _decomposition(
+        joined["conditional"], joined["marginal"], joined["prior"], rate,
+        num_data=num_data, estimator="minibatch", batch_size=batch_size,
+    )
+
+
+def rate_decomposition_full(
+    mean: torch.Tensor,
+    log_std: torch.Tensor,
+    *,
+    num_samples: int = 1,
+    max_queries: int | None = None,
+    component_chunk: int = DEFAULT_COMPONENT_CHUNK,
+    generator: torch.Generator | None = None,
+) -> RateDecomposition:
+    """I_q[x; z] and KL(q(z) || p(z)) with log q(z) over all N mixture components.
+
+    mean, log_std `(..., N, Z)`: encoder outputs of the whole data set. Queries are
+    `num_samples` draws z ~ q(z|x_n) for each of the N points, or for a seeded random subset of
+    `max_queries` points (the mixture always keeps all N components; rtqichen/beta-tcvae uses at
+    most 10,000 queries). Cost: queries x N x Z float64 differences (direct, see
+    `pairwise_gaussian_log_density`): ~30 s for 4,096 x 16,384 x 10 x 12 ensemble members here.
+    With the exact mixture, E[MI] + E[KL] = R holds as an identity; here MI + KL equals
+    `rate_sampled` to rounding and `rate` up to Monte Carlo error.
+    """
+    num_points = _check_encoder_outputs(mean, log_std)
+    _check_positive_int("num_samples", num_samples)
+    if max_queries is not None:
+        _check_positive_int("max_queries", max_queries)
+    rows = torch.arange(num_points)
+    if max_queries is not None and max_queries < num_points:
+        rows = torch.randperm(num_points, generator=generator)[:max_queries].sort().values
+    query_mean, query_log_std = mean[..., rows, :].double(), log_std[..., rows, :].double()  # (..., q, Z)
+    noise = torch.randn((num_samples, *query_mean.shape), generator=generator, dtype=torch.float64)
+    z = (query_mean + torch.exp(query_log_std) * noise).movedim(0, -2)  # (..., q, S, Z)
+    z = z.reshape(*query_mean.shape[:-2], len(rows) * num_samples, query_mean.shape[-1])  # (..., q·S, Z)
+    repeated_mean = query_mean.repeat_interleave(num_samples, dim=-2)  # (..., q·S, Z), row r -> point r // S
+    repeated_log_std = query_log_std.repeat_interleave(num_samples, dim=-2)
+    log_conditional = gaussian_log_density(z, repeated_mean, repeated_log_std)
+    log_marginal = full_aggregate_log_density(z, mean, log_std, component_chunk=component_chunk)
+    log_prior = standard_normal_log_density(z)
+    rate = gaussian_kl_to_standard_normal(query_mean, query_log_std).mean(dim=-1)
+    return _decomposition(
+        log_conditional, log_marginal, log_prior, rate, num_data=num_points, estimator="full", batch_size=None
+    )
+
+
+@torch.no_grad()
+def encode_dataset(model, images: torch.Tensor, *, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encoder outputs for a whole data set, in eval mode without gradients.
+
+    images `(N, *data_shape)` -> mean, log_std `(N, Z)` each for a single model, `(M, N, Z)` for an
+    ensemble (the data batch dimension is the one before Z).
+    """
+    _check_positive_int("batch_size", batch_size)
+    means, log_stds = [], []
+    with _evaluation_mode(model):
+        for chunk in torch.split(images, batch_size):
+            mean, log_std = model.encode(chunk)
+            means.append(mean)
+            log_stds.append(log_std)
+    return torch.cat(means, dim=-2), torch.cat(log_stds, dim=-2)
+
+
+def mutual_information(
+    model,
+    images: torch.Tensor,
+    *,
+    estimator: str = "minibatch",
+    batch_size: int = DEFAULT_MI_BATCH_SIZE,
+    num_samples: int = 1,
+    max_queries: int | None = None,
+    generator: torch.Generator | None = None,
+    encode_batch_size: int = 1000,
+) -> RateDecomposition:
+    """The rate split of paper C, Eq. (5), for `model` on the data set `images` (its q(x)).
+
+    estimator "minibatch" (Esmaeili et al. 2019, batches of `batch_size`; paper C's Fig. 8) or
+    "full" (all N components; `num_samples`, `max_queries`). See the pure functions
+    `rate_decomposition_minibatch` / `rate_decomposition_full` for the details.
+    """
+    if estimator not in RATE_DECOMPOSITION_ESTIMATORS:
+        raise ValueError(f"unknown estimator {estimator!r}; choose one of {RATE_DECOMPOSITION_ESTIMATORS}")
+    mean, log_std = encode_dataset(model, images, batch_size=encode_batch_size)
+    if estimator == "minibatch":
+        return rate_decomposition_minibatch(mean, log_std, batch_size=batch_size, generator=generator)
+    return rate_decomposition_full(
+        mean, log_std, num_samples=num_samples, max_queries=max_queries, generator=generator
+    )

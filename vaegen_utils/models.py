@@ -981,8 +981,9 @@ def _rebuild(payload: dict) -> nn.Module:
             return model_class(config)
     from . import ensemble  # late import: ensemble builds on this module
 
-    if kind == ensemble.EnsembleMLPVAE.save_kind:
-        return ensemble.EnsembleMLPVAE._from_saved(config, payload)
+    ensemble_class = ensemble.ENSEMBLE_CLASSES.get(kind)  # EnsembleMLPVAE, EnsembleConvVAE
+    if ensemble_class is not None:
+        return ensemble_class._from_saved(config, payload)
     raise ValueError(f"unknown saved model kind {kind!r}")
 
 

@@ -1,0 +1,430 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Bozkurt et al. 2021, Figures 3, 5 and 6: train and test rate-distortion curves
+#
+# In this notebook we reproduce the RD analysis of paper C (Bozkurt et al., AISTATS 2021, §4.4,
+# Eq. 5-6) on the Tetrominoes: β-VAEs with a 10-dimensional latent, a Bernoulli decoder, Adam and
+# batch 128 are trained for the 12 values β ∈ {0.001, ..., 5} (footnote 2), and every trained model
+# is one point (R, D) on the training or the test set.
+#
+# - **Fig. 3**: 1-layer vs 3-layer MLPs (512 units) on the dense split CV(82k/82k) and the sparse
+#   split CV(16k/147k), train and test RD planes, with reconstructions of a "difficult" test example
+#   (90th percentile of the distance to its nearest training image).
+# - **Fig. 5**: test RD curves on CV(82k/82k), CV(16k/147k) and the checkerboard split.
+# - **Fig. 6**: MLPs vs CNNs (64 channels, kernel 4, stride 2) on CV(16k/147k).
+#
+# Each β sweep is **one** 12-member ensemble (`EnsembleMLPVAE` / `EnsembleConvVAE`), trained once
+# and cached; `bozkurt2021_fig04_training_size` and `bozkurt2021_fig08_mutual_information` reuse the
+# CV(16k/147k) sweeps. Runtime (cpu profile, 2 shared cores): see the README table and the
+# `runtime_s` of the results JSON; a cached rerun takes seconds.
+
+# %% tags=["parameters"]
+from vaegen_utils.profiles import current_profile
+
+PROFILE = current_profile()  # smoke | cpu | paper: env VAEGEN_PROFILE (default cpu) or papermill -p PROFILE
+SEED = 0  # seeds the evaluation noise and subsets; restart r derives all its training seeds from r
+PAPER_BETAS = [0.001, 0.005, 0.01, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0, 2.0, 3.0, 5.0]  # paper C, footnote 2
+# One ensemble member per β; smoke keeps 3 values so that a sweep costs a fraction of a second.
+BETAS_BY_PROFILE = {"smoke": [0.001, 1.0, 5.0], "cpu": PAPER_BETAS, "paper": PAPER_BETAS}
+PRECISION = "bfloat16"  # CPU bf16 autocast for training (evaluation is float32); bfloat16 check in fig08
+DENSE_SPLIT = "random"  # CV(82k/82k): the 50/50 random split (§4.2, split 1)
+SPARSE_SPLIT = "cv-16k"  # CV(16k/147k) (§4.2, split 4)
+CHECKERBOARD_SPLIT = "checkerboard"  # 82k/82k, out-of-domain (§4.2, split 2)
+# Adam steps per sweep (paper: 257k for every model, §4.3). cpu: 640 = one epoch of the 82k splits,
+# five of CV(16k/147k); a 12-member MLP step costs 0.1-0.7 s here (Adam over 12 x 3.1M parameters is
+# memory-bound), so the cpu budget (all five notebooks in ~25 min on 2 cores) allows no more.
+ITERATIONS_BY_PROFILE = {"smoke": 2, "cpu": 640, "paper": 257_000}
+# CNN sweeps cost ~5x an MLP sweep per step on this CPU (grouped convs are memory-bound): one epoch.
+CNN_ITERATIONS_BY_PROFILE = {"smoke": 2, "cpu": 128, "paper": 257_000}
+SPARSE_RESTARTS_BY_PROFILE = {"smoke": 1, "cpu": 2, "paper": 5}  # MLP sweeps on CV(16k/147k) (paper: 5)
+DENSE_RESTARTS_BY_PROFILE = {"smoke": 1, "cpu": 1, "paper": 5}  # MLP sweeps on CV(82k/82k) and checkerboard
+CNN_RESTARTS_BY_PROFILE = {"smoke": 1, "cpu": 1, "paper": 5}  # CNN sweeps
+MAX_TRAIN_BY_PROFILE = {"smoke": 256, "cpu": None, "paper": None}  # smoke: train on 256 points (2 steps/epoch)
+EVAL_POINTS_BY_PROFILE = {"smoke": 128, "cpu": 3000, "paper": 20_000}  # train and test points per RD evaluation
+NN_MAX_TEST_BY_PROFILE = {"smoke": 300, "cpu": 2000, "paper": 10_000}  # test points for the NN distances
+# Claims: how many restart sd's a rise must exceed to count as a U-shape (and not count as flat).
+SD_MARGIN = 2.0  # a U needs D(β=0.001) - min D > 2 sd of the restarts; an L needs it <= 2 sd
+DENSE_GAP_TOLERANCE = 0.02  # "no gap" on CV(82k/82k): |test D - train D| <= 2% of train D at every β
+
+# %% [markdown]
+# ## Setup
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+
+from vaegen_utils import bozkurt2021 as c
+from vaegen_utils import tetrominoes
+from vaegen_utils.figures import savefig, use_style
+from vaegen_utils.profiles import by_profile
+from vaegen_utils.results import Claim, Stopwatch, write_results
+from vaegen_utils.seeding import set_seed
+
+stopwatch = Stopwatch()
+set_seed(SEED)
+use_style()
+
+# Sizes are resolved here, not in the parameters cell: papermill injects `-p PROFILE ...` *after*
+# that cell, so anything computed there from PROFILE would keep the default profile's value.
+BETAS = by_profile(PROFILE, BETAS_BY_PROFILE)
+ITERATIONS = by_profile(PROFILE, ITERATIONS_BY_PROFILE)
+CNN_ITERATIONS = by_profile(PROFILE, CNN_ITERATIONS_BY_PROFILE)
+SPARSE_RESTARTS = by_profile(PROFILE, SPARSE_RESTARTS_BY_PROFILE)
+DENSE_RESTARTS = by_profile(PROFILE, DENSE_RESTARTS_BY_PROFILE)
+CNN_RESTARTS = by_profile(PROFILE, CNN_RESTARTS_BY_PROFILE)
+MAX_TRAIN = by_profile(PROFILE, MAX_TRAIN_BY_PROFILE)
+EVAL_POINTS = by_profile(PROFILE, EVAL_POINTS_BY_PROFILE)
+NN_MAX_TEST = by_profile(PROFILE, NN_MAX_TEST_BY_PROFILE)
+
+
+def specs(architecture, iterations, restarts):
+    """The restarts' sweep specs of one curve (each spec = one 12-member ensemble)."""
+    return [
+        c.SweepSpec(architecture, iterations, restart=restart, precision=PRECISION, betas=tuple(BETAS),
+                    eval_points=EVAL_POINTS, max_train=MAX_TRAIN)
+        for restart in range(restarts)
+    ]
+
+
+data = tetrominoes.load_tetrominoes()
+splits = {name: c.tetromino_split(data, name) for name in (DENSE_SPLIT, SPARSE_SPLIT, CHECKERBOARD_SPLIT)}
+for split in splits.values():
+    print(f"{split.label:>24}: {split.num_train:,} train / {split.num_test:,} test")
+
+# %% [markdown]
+# ## Train (or load) the β sweeps and evaluate R and D on train and test
+#
+# Curves are keyed by (split, architecture). A sweep that is already in the cache is not trained
+# again, and its evaluated R and D are read from the cache without loading the model.
+
+# %%
+plan = {
+    (DENSE_SPLIT, "mlp1"): specs("mlp1", ITERATIONS, DENSE_RESTARTS),
+    (DENSE_SPLIT, "mlp3"): specs("mlp3", ITERATIONS, DENSE_RESTARTS),
+    (SPARSE_SPLIT, "mlp1"): specs("mlp1", ITERATIONS, SPARSE_RESTARTS),
+    (SPARSE_SPLIT, "mlp3"): specs("mlp3", ITERATIONS, SPARSE_RESTARTS),
+    (CHECKERBOARD_SPLIT, "mlp1"): specs("mlp1", ITERATIONS, DENSE_RESTARTS),
+    (CHECKERBOARD_SPLIT, "mlp3"): specs("mlp3", ITERATIONS, DENSE_RESTARTS),
+    (SPARSE_SPLIT, "cnn1"): specs("cnn1", CNN_ITERATIONS, CNN_RESTARTS),
+    (SPARSE_SPLIT, "cnn3"): specs("cnn3", CNN_ITERATIONS, CNN_RESTARTS),
+}
+curves, runs = c.run_curves(plan, lambda key: splits[key[0]])
+for (split_name, architecture), curve in curves.items():
+    run = runs[(split_name, architecture)][0]
+    print(f"{splits[split_name].label:>24} {c.ARCHITECTURE_LABELS[architecture]:<12} "
+          f"{curve.num_restarts} restart(s) x {run['iterations']} iterations ({run['epochs']} epochs)")
+
+# %% [markdown]
+# The "difficult" test example of Fig. 3: the one at the 90th percentile of the L2 distance to
+# its nearest training image (distances on a seeded subset of test points).
+
+# %%
+examples = {}
+for name in (DENSE_SPLIT, SPARSE_SPLIT):
+    neighbours = c.nearest_neighbours(splits[name], max_test=NN_MAX_TEST)
+    examples[name] = c.difficult_example(neighbours)
+    print(f"{splits[name].label}: test row {examples[name]['test_row']}, NN distance "
+          f"{examples[name]['distance']:.2f} (90th percentile {examples[name]['percentile_distance']:.2f})")
+reconstructions = {
+    (name, architecture): c.sweep_reconstructions(plan[(name, architecture)][0], splits[name], [examples[name]["test_row"]])
+    for name in (DENSE_SPLIT, SPARSE_SPLIT)
+    for architecture in ("mlp1", "mlp3")
+}
+
+# %% [markdown]
+# ## Figure 3: train and test RD curves, dense vs sparse CV split
+
+# %%
+COLORS = {"mlp1": "tab:orange", "mlp3": "tab:blue", "cnn1": "tab:red", "cnn3": "tab:purple"}
+
+
+def rd_panel(ax, keys, part, title, labels=None, linestyles=None):
+    for index, key in enumerate(keys):
+        label = labels[index] if labels else c.ARCHITECTURE_LABELS[key[1]]
+        c.plot_rd_curve(ax, curves[key], part, label=label, color=COLORS[key[1]] if not labels else f"C{index}",
+                        linestyle=(linestyles or ["-"] * len(keys))[index])
+    best = min(float(np.min(curves[key].mean(part, "rate") + curves[key].mean(part, "distortion"))) for key in keys)
+    ax.margins(0.08)
+    c.add_elbo_isolines(ax, label_best=best)
+    ax.set_xlabel("rate R (nats)")
+    ax.set_ylabel("distortion D (nats)")
+    ax.set_title(title, loc="left")
+
+
+fig = plt.figure(figsize=(7.2, 8.8))
+grid = fig.add_gridspec(4, 2, height_ratios=[0.55, 2.2, 0.55, 2.2], hspace=0.62, wspace=0.3, top=0.93)
+for row, name in enumerate((DENSE_SPLIT, SPARSE_SPLIT)):
+    strip_ax = fig.add_subplot(grid[2 * row, :])
+    example = examples[name]
+    original = splits[name].test_rows([example["test_row"]]).numpy()
+    neighbour = splits[name].train_rows([example["train_row"]]).numpy()
+    strips = [c.image_strip(np.concatenate([original, neighbour, reconstructions[(name, arch)][:, 0]]))
+              for arch in ("mlp1", "mlp3")]
+    strip_ax.imshow(np.concatenate([strips[0], np.ones((2, strips[0].shape[1], 3)), strips[1]]), vmin=0, vmax=1)
+    strip_ax.set_xticks([16 + 33 * index for index in range(2 + len(BETAS))],
+                        ["x", "NN"] + [f"{beta:g}".removeprefix("0") for beta in BETAS], fontsize=6)
+    strip_ax.set_yticks([16, 50], ["1-layer", "3-layer"], fontsize=7)
+    strip_ax.tick_params(length=0)
+    for spine in strip_ax.spines.values():
+        spine.set_visible(False)
+    strip_ax.set_title(f"{splits[name].label}: test image x at the 90th percentile of NN distance, its nearest "
+                       "training image, reconstructions by β", loc="left", fontsize=7.5)
+    for column, part in enumerate(("train", "test")):
+        ax = fig.add_subplot(grid[2 * row + 1, column])
+        rd_panel(ax, [(name, "mlp1"), (name, "mlp3")], part, f"{splits[name].label}, {part}")
+        if row == 0 and column == 0:
+            ax.legend(loc="center right")
+fig.suptitle("Bozkurt et al. 2021, Fig. 3: RD curves (mean ± sd over restarts, ☆ = β=1, dashed: D+R = const)",
+             fontsize=9, y=0.985)
+savefig(fig, "bozkurt2021_fig03_rd_curves", profile=PROFILE)
+plt.show()
+
+# %% [markdown]
+# ## Figure 5: CV(82k/82k), CV(16k/147k) and checkerboard; Figure 6: MLP vs CNN
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(7.2, 3.3))
+for ax, architecture in zip(axes, ("mlp1", "mlp3")):
+    keys = [(DENSE_SPLIT, architecture), (SPARSE_SPLIT, architecture), (CHECKERBOARD_SPLIT, architecture)]
+    rd_panel(ax, keys, "test", f"{c.ARCHITECTURE_LABELS[architecture]}, test",
+             labels=[splits[key[0]].label for key in keys])
+axes[0].legend(loc="center right")
+fig.suptitle("Bozkurt et al. 2021, Fig. 5: test RD curves of three splits (☆ = β=1)", fontsize=9)
+fig.tight_layout()
+savefig(fig, "bozkurt2021_fig05_checkerboard", profile=PROFILE)
+plt.show()
+
+fig, axes = plt.subplots(1, 2, figsize=(7.2, 3.3))
+for ax, part in zip(axes, ("train", "test")):
+    keys = [(SPARSE_SPLIT, arch) for arch in ("mlp1", "mlp3", "cnn1", "cnn3")]
+    for key in keys:
+        c.plot_rd_curve(ax, curves[key], part, label=c.ARCHITECTURE_LABELS[key[1]], color=COLORS[key[1]])
+    ax.margins(0.08)
+    c.add_elbo_isolines(ax)
+    ax.set_xlabel("rate R (nats)")
+    ax.set_ylabel("distortion D (nats)")
+    ax.set_title(f"{splits[SPARSE_SPLIT].label}, {part}", loc="left")
+axes[0].legend(loc="center right")
+fig.suptitle("Bozkurt et al. 2021, Fig. 6: MLP vs CNN (☆ = β=1)", fontsize=9)
+fig.tight_layout()
+savefig(fig, "bozkurt2021_fig06_cnn", profile=PROFILE)
+plt.show()
+
+# %% [markdown]
+# ## Claims
+#
+# Every `holds` below is computed from the curves with the tolerance written next to it. The
+# restart sd enters only where the paper's statement is about a shape (U vs L).
+
+# %%
+claims = []
+# Facts the notes below refer to. At convergence a 3-layer MLP fits at least as well as a 1-layer
+# one, so a 3-layer curve lying far above the 1-layer curve means it is still on its initial
+# plateau: its shape then says how far optimisation got, not how it generalizes.
+iterations_done = runs[(SPARSE_SPLIT, "mlp1")][0]["iterations"]
+sparse_epochs = runs[(SPARSE_SPLIT, "mlp1")][0]["epochs"]
+plateau_gap = float(np.mean(curves[(SPARSE_SPLIT, "mlp3")].mean("test", "distortion")
+                            - curves[(SPARSE_SPLIT, "mlp1")].mean("test", "distortion")))
+three_layer_underfit = plateau_gap > 0
+restart_sd_3 = float(np.median(curves[(SPARSE_SPLIT, "mlp3")].sd("test", "distortion")))
+underfit_note = (
+    f"After {iterations_done} iterations the 3-layer MLPs are still on their initial plateau: their test D is "
+    f"{plateau_gap:.0f} nats above the 1-layer MLP's on average, with a restart sd of {restart_sd_3:.0f} nats "
+    "(one restart leaves the plateau at some β, the other not), so this verdict reflects optimisation speed, "
+    "not generalization." if three_layer_underfit else None
+)
+
+
+def shape_of(key, part="test", metric="distortion"):
+    curve = curves[key]
+    return c.minimum_shape(curve.betas, curve.mean(part, metric), curve.sd(part, metric))
+
+
+# Fig. 3 top: "we observe no evidence of memorization" / "virtually no generalization gap".
+dense_gaps = {arch: curves[(DENSE_SPLIT, arch)].gap().mean(axis=0) for arch in ("mlp1", "mlp3")}
+dense_relative = {arch: float(np.max(np.abs(dense_gaps[arch]) / curves[(DENSE_SPLIT, arch)].mean("train", "distortion")))
+                  for arch in dense_gaps}
+claims.append(Claim(
+    id="fig3_dense_no_gap", paper="bozkurt2021", figure="Fig. 3 (top)",
+    statement="CV(82k/82k): no generalization gap; test D equals train D at every β for both architectures",
+    reported="virtually no gap", measured={"max_relative_gap": dense_relative,
+                                           "gap_nats": {k: v.round(2).tolist() for k, v in dense_gaps.items()}},
+    tolerance=f"|test D - train D| <= {DENSE_GAP_TOLERANCE:.0%} of train D at every β",
+    holds=bool(max(dense_relative.values()) <= DENSE_GAP_TOLERANCE),
+))
+
+# Fig. 3 top: "increasing model capacity uniformly improves generalization ... shifting the curve to the bottom left".
+dense_neg_elbo = {arch: -curves[(DENSE_SPLIT, arch)].mean("test", "elbo") for arch in ("mlp1", "mlp3")}
+better_everywhere = bool(np.all(dense_neg_elbo["mlp3"] < dense_neg_elbo["mlp1"]))
+claims.append(Claim(
+    id="fig3_dense_3layer_better", paper="bozkurt2021", figure="Fig. 3 (top)",
+    statement="CV(82k/82k): the 3-layer MLP is better than the 1-layer MLP at every β (curve shifted to the bottom left)",
+    reported="3-layer below-left of 1-layer at every β",
+    measured={"test_D_plus_R_mlp1": dense_neg_elbo["mlp1"].round(1).tolist(),
+              "test_D_plus_R_mlp3": dense_neg_elbo["mlp3"].round(1).tolist()},
+    tolerance="test D + R (the β=1 negative ELBO) of the 3-layer MLP strictly lower at all 12 β",
+    holds=better_everywhere,
+    note=None if better_everywhere else underfit_note,
+))
+
+# Fig. 3 bottom, 1-layer: "the distortion on the test set initially decreases, achieves a minimum, and somewhat increases".
+sparse_1 = shape_of((SPARSE_SPLIT, "mlp1"))
+claims.append(Claim(
+    id="fig3_sparse_1layer_u_shape", paper="bozkurt2021", figure="Fig. 3 (bottom)",
+    statement="CV(16k/147k), 1-layer MLP: test distortion is U-shaped in β (minimum at an interior β)",
+    reported="interior minimum, rising towards β=0.001", measured=sparse_1,
+    tolerance=f"argmin over β is neither the smallest nor the largest β, and D(β=0.001) - min D > {SD_MARGIN:g} sd of the restarts",
+    holds=c.is_u_shaped(sparse_1, SD_MARGIN),
+    note=None if c.is_u_shaped(sparse_1, SD_MARGIN) else (
+        f"The 1-layer curve is monotone: test D is lowest at β = {sparse_1['argmin_beta']:g}. After {sparse_epochs} "
+        f"epochs ({iterations_done} iterations; paper ~2,000 epochs) the train-test gap is "
+        f"{float(curves[(SPARSE_SPLIT, 'mlp1')].gap().mean()):.1f} nats and nearly constant in β: the small-β models "
+        "have not yet overfitted, which is what bends the paper's curve up (its early-stopped curves are monotone too)."),
+))
+
+# Fig. 3 bottom, 3-layer: "generalization improves as we reduce β" (an L-shape, no rise at small β).
+sparse_3 = shape_of((SPARSE_SPLIT, "mlp3"))
+claims.append(Claim(
+    id="fig3_sparse_3layer_l_shape", paper="bozkurt2021", figure="Fig. 3 (bottom)",
+    statement="CV(16k/147k), 3-layer MLP: test distortion keeps falling as β falls (L-shaped, no rise at small β)",
+    reported="monotone: lowest test D at the smallest β", measured=sparse_3,
+    tolerance=f"D(β=0.001) - min D <= {SD_MARGIN:g} sd of the restarts (or the minimum is at β=0.001)",
+    holds=c.is_l_shaped(sparse_3, SD_MARGIN),
+    note=underfit_note,
+))
+
+# Fig. 3 bottom, 3-layer: "the test-set lower bound ... achieves a maximum at β = 0.1".
+sparse_elbo = curves[(SPARSE_SPLIT, "mlp3")].mean("test", "elbo")
+peak_beta = c.best_beta(BETAS, sparse_elbo)
+claims.append(Claim(
+    id="fig3_sparse_3layer_elbo_peak", paper="bozkurt2021", figure="Fig. 3 (bottom)",
+    statement="CV(16k/147k), 3-layer MLP: the test ELBO (-D-R) is best near β = 0.1",
+    reported=0.1, measured={"argmax_beta": peak_beta, "test_elbo": sparse_elbo.round(1).tolist()},
+    tolerance=f"argmax within one grid step of 0.1: {c.grid_neighbours(BETAS, 0.1)}",
+    holds=bool(peak_beta in c.grid_neighbours(BETAS, 0.1)),
+    note=underfit_note,
+))
+
+# Fig. 5: "similar generalization performance for the Checkerboard and CV (16k/147k) splits".
+closeness = {}
+for arch in ("mlp1", "mlp3"):
+    checker = curves[(CHECKERBOARD_SPLIT, arch)].mean("test", "distortion")
+    closeness[arch] = {
+        "to_sparse": float(np.mean(np.abs(checker - curves[(SPARSE_SPLIT, arch)].mean("test", "distortion")))),
+        "to_dense": float(np.mean(np.abs(checker - curves[(DENSE_SPLIT, arch)].mean("test", "distortion")))),
+    }
+claims.append(Claim(
+    id="fig5_checkerboard_like_sparse", paper="bozkurt2021", figure="Fig. 5",
+    statement="Checkerboard test RD curves are close to CV(16k/147k)'s rather than CV(82k/82k)'s",
+    reported="checkerboard ≈ CV(16k/147k)", measured=closeness,
+    tolerance="mean |ΔD| over β to CV(16k/147k) smaller than to CV(82k/82k), for both architectures",
+    holds=bool(all(value["to_sparse"] < value["to_dense"] for value in closeness.values())),
+    note="Holds by the tolerance, but the three 1-layer curves differ by only a few nats at this scale; the "
+         "3-layer comparison is dominated by the plateau noise described in the other notes." if three_layer_underfit else None,
+))
+
+# Fig. 6: "a monotonic curve for 3-layer CNNs and only a small degree of non-monotonicity in the 1-layer CNN".
+cnn_shapes = {arch: shape_of((SPARSE_SPLIT, arch)) for arch in ("mlp1", "cnn1", "cnn3")}
+claims.append(Claim(
+    id="fig6_cnn_closer_to_monotonic", paper="bozkurt2021", figure="Fig. 6",
+    statement="CV(16k/147k): CNN curves are closer to monotonic than the 1-layer MLP's",
+    reported="3-layer CNN monotonic, 1-layer CNN slightly non-monotonic",
+    measured={arch: {"rise": round(shape["rise"], 2), "argmin_beta": shape["argmin_beta"]} for arch, shape in cnn_shapes.items()},
+    tolerance="rise D(β=0.001) - min D of each CNN <= that of the 1-layer MLP, and the 3-layer CNN's minimum at β=0.001",
+    holds=bool(cnn_shapes["cnn1"]["rise"] <= cnn_shapes["mlp1"]["rise"] and cnn_shapes["cnn3"]["rise"] <= cnn_shapes["mlp1"]["rise"]
+               and cnn_shapes["cnn3"]["argmin_beta"] == min(BETAS)),
+    note=(f"Nothing to be closer to: the 1-layer MLP's curve is itself monotone here (rise {cnn_shapes['mlp1']['rise']:.2f} "
+          f"nats), and the CNNs' rises ({cnn_shapes['cnn1']['rise']:.2f}, {cnn_shapes['cnn3']['rise']:.2f} nats) are "
+          f"noise-sized. The CNNs had {runs[(SPARSE_SPLIT, 'cnn1')][0]['iterations']} iterations and sit far above the "
+          "MLPs (underfit)." if cnn_shapes["mlp1"]["rise"] < 1.0 else None),
+))
+
+# %% [markdown]
+# ## Results
+
+# %%
+metrics = {
+    "curves": {f"{splits[key[0]].label} {key[1]}": curve.to_dict() for key, curve in curves.items()},
+    "iterations": {f"{key[0]} {key[1]}": runs[key][0]["iterations"] for key in runs},
+    "epochs": {f"{key[0]} {key[1]}": runs[key][0]["epochs"] for key in runs},
+    "train_seconds_as_trained": c.summarize_runtime([run for group in runs.values() for run in group])["train_seconds"],
+    "difficult_examples": {splits[name].label: example for name, example in examples.items()},
+}
+path = write_results(
+    "bozkurt2021_fig03_rd_curves",
+    profile=PROFILE,
+    seed=SEED,
+    config={"profile": PROFILE, "betas": BETAS, "precision": PRECISION, "iterations": ITERATIONS,
+            "cnn_iterations": CNN_ITERATIONS, "sparse_restarts": SPARSE_RESTARTS, "dense_restarts": DENSE_RESTARTS,
+            "cnn_restarts": CNN_RESTARTS, "max_train": MAX_TRAIN, "eval_points": EVAL_POINTS,
+            "nn_max_test": NN_MAX_TEST, "batch_size": c.BATCH_SIZE, "learning_rate": c.LEARNING_RATE,
+            "splits": {name: split.spec() for name, split in splits.items()}},
+    metrics=metrics,
+    claims=claims,
+    runtime_s=stopwatch.elapsed(),
+)
+print(f"wrote {path}")
+for claim in claims:
+    print(f"{'holds' if claim.holds else 'FAILS'}  {claim.statement}")
+# Sanity: every evaluated number is finite, and the rate falls as β grows on the training set
+# (the β-VAE trade-off itself; a violation would mean a broken sweep, not a failed claim).
+for key, curve in curves.items():
+    for part in ("train", "test"):
+        for metric in ("rate", "distortion"):
+            assert np.all(np.isfinite(curve.values[part][metric])), f"{key}: non-finite {part} {metric}"
+    if PROFILE != "smoke":
+        rate = curve.mean("train", "rate")
+        assert rate[0] > rate[-1], f"{key}: the training rate at β=0.001 should exceed the rate at β=5"
+
+# %% [markdown]
+# ## What was reduced, and why
+#
+# The paper trained every model for 257,000 Adam steps with 5 restarts. One 12-member β sweep step
+# costs 0.1-0.7 s on the two shared cores here (Adam over 12 × 3.1M parameters is memory-bound;
+# bfloat16 autocast speeds up only the matrix products), so the cpu profile keeps the paper's
+# β grid, networks, batch size and splits and cuts the rest:
+#
+# - **Iterations**: 640 per MLP sweep (0.25% of the paper): one epoch of CV(82k/82k) and of the
+#   checkerboard split, five of CV(16k/147k) (paper: ~400 and ~2,000 epochs). CNN sweeps: 128
+#   (one epoch of CV(16k/147k)), since a CNN step costs ~5× an MLP step (grouped convolutions are
+#   memory-bound on CPU; `vaegen_utils.ensemble.EnsembleConvVAE`).
+# - **Restarts**: 2 on CV(16k/147k) (the U/L claims need a restart sd), 1 on the other splits and
+#   for the CNNs (paper: 5).
+# - **Evaluation**: R and D on fixed random subsets of 3,000 training and 3,000 test points; NN
+#   distances on 2,000 test points.
+# - **Precision**: training under bfloat16 autocast; `bozkurt2021_fig08_mutual_information`
+#   measures that this moves the RD points by less than the restart spread.
+#
+# ## What this shows (cpu profile)
+#
+# At this budget the VAEs are far from the paper's regime, and the claims read accordingly (the
+# results JSON carries each measured value and a note):
+#
+# - CV(82k/82k) shows no generalization gap (holds), as in the paper.
+# - The 1-layer curves on CV(16k/147k) are monotone (L), not U-shaped: after five epochs the
+#   train-test gap is a few nats and flat in β, so the small-β models have not begun to overfit.
+#   The paper's U comes from ~2,000 epochs of training (and disappears with early stopping).
+# - The 3-layer MLPs are still on their initial plateau after 640 steps (test D ≈ 220-290 nats vs
+#   ≈ 100-150 for one layer, one restart escaping it at some β and not the other), so "3-layer is
+#   better" fails and the 3-layer L-shape and the ELBO peak near β = 0.1 "hold" only by the
+#   tolerance, not as evidence.
+# - The checkerboard split generalizes more like CV(16k/147k) than like CV(82k/82k) for the
+#   1-layer MLP, as the NN distances of `bozkurt2021_fig01_dataset_splits` predict.
+# - CNNs (one epoch) are underfit too; with a monotone 1-layer MLP curve there is no
+#   non-monotonicity for them to be "closer" to.
+#
+# The `paper` profile runs the paper's settings unchanged.
