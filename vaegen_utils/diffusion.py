@@ -62,9 +62,7 @@ import hashlib
 import json
 import math
 import os
-import shutil
 import sys
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -81,6 +79,7 @@ from . import paths
 from .checked_arrays import read_checked_npz, write_checked_npz
 from .data import FIXED_THRESHOLD_LEVEL
 from .seeding import derive_seed, make_generator
+from .training import list_complete_checkpoints, weights_sha256, write_checkpoint_atomically
 
 BETA_SCHEDULES = ("squaredcos_cap_v2", "linear", "scaled_linear")
 SAMPLERS = ("ddim", "heun")
@@ -336,16 +335,6 @@ def build_diffusion_model(config: DiffusionConfig | Mapping[str, Any], seed: int
         return DiffusionModel(config)
 
 
-def weights_sha256(model: nn.Module) -> str:
-    """SHA-256 of a model's state dict (names, dtypes, shapes, bytes): the identity of its weights."""
-    digest = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
-        tensor = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
 def _file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as stream:
@@ -496,15 +485,7 @@ def checkpoint_folder(run_dir: str | os.PathLike, step: int) -> Path:
 
 def list_checkpoints(run_dir: str | os.PathLike) -> list[int]:
     """Steps with a complete checkpoint in run_dir, ascending."""
-    folder = Path(run_dir) / CHECKPOINTS_FOLDER
-    if not folder.is_dir():
-        return []
-    steps = []
-    for child in folder.iterdir():
-        if child.is_dir() and child.name.startswith("step_") and (child / COMPLETE_MARKER).is_file():
-            with contextlib.suppress(ValueError):
-                steps.append(int(child.name[len("step_"):]))
-    return sorted(steps)
+    return list_complete_checkpoints(run_dir, "step_")
 
 
 def load_checkpoint(run_dir: str | os.PathLike, step: int | None = None, *, ema: bool = True) -> DiffusionModel:
@@ -765,24 +746,14 @@ def _check_or_write_setup(run_dir: Path, setup: dict) -> None:
 
 
 def _write_checkpoint(run_dir: Path, step: int, model, ema_model, state: dict, settings: dict) -> Path:
-    parent = run_dir / CHECKPOINTS_FOLDER
-    parent.mkdir(parents=True, exist_ok=True)
-    target = checkpoint_folder(run_dir, step)
-    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}.", dir=parent))
-    try:
+    def fill(staging: Path) -> None:
         extra = {"training": {"step": step, **settings}}
         save_diffusion(model, staging / "model", extra=extra)
         if ema_model is not None:
             save_diffusion(ema_model, staging / "ema", extra={**extra, "ema": True})
         vio.atomic_save(staging / STATE_FILE, lambda tmp: torch.save(state, tmp))
-        vio.atomic_write_json(staging / COMPLETE_MARKER, {"step": step})  # written last
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    return target
+
+    return write_checkpoint_atomically(run_dir / CHECKPOINTS_FOLDER, checkpoint_folder(run_dir, step), fill, {"step": step})
 
 
 def _progress_bar(progress: bool | None, *, total: int):

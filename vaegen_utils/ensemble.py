@@ -49,6 +49,7 @@ from .models import (
     ConvVAEConfig,
     MLPVAEConfig,
     Shape,
+    _VAEMethodsMixin,
     _check_data,
     _check_latent,
     _positive_int,
@@ -139,28 +140,30 @@ def _decoder_layers(model: MLPVAE) -> list[nn.Linear]:
     return [*model.decoder.hidden, model.decoder.output]
 
 
-class EnsembleMLPVAE(nn.Module):
-    """M MLP VAEs of one `MLPVAEConfig`, trained and evaluated at once (β sweeps, seeds; paper C's grid).
+class _StackedEnsembleVAE(_VAEMethodsMixin, nn.Module):
+    """Shared plumbing of the stacked ensembles `EnsembleMLPVAE` and `EnsembleConvVAE`.
 
-    Build with `EnsembleMLPVAE.from_members([MLPVAE, ...])` or `EnsembleMLPVAE.build(config, seeds)`.
-    Every output carries the member dimension M in front of the batch dimension (see module docstring).
-    Attributes: `config` (the members' config), `likelihood`, `latent_dim`, `data_shape`,
-    `param_shape`, `num_members`.
+    Holds M members of one config (`config_class`); every output carries the member dimension M in
+    front of the batch dimension (see module docstring). Subclasses set the class attributes below,
+    create `self.encoder` / `self.decoder` in `_build_networks()`, and implement `encode`, `decode`,
+    `_load_member`, `_store_member` and `_reference_parameter`.
     """
 
-    save_kind: ClassVar[str] = "mlp_vae_ensemble"
+    save_kind: ClassVar[str] = ""
+    config_class: ClassVar[type]
+    member_class: ClassVar[type[nn.Module]]
+    _config_error: ClassVar[str]  # ValueError text when __init__ gets a config of another family
+    _saved_config_error: ClassVar[str]  # ValueError text when a saved ensemble has such a config
 
-    def __init__(
-        self, config: MLPVAEConfig, num_members: int, *, seeds: Sequence[int] | None = None, _initialise: bool = True
-    ):
+    def __init__(self, config: Any, num_members: int, *, seeds: Sequence[int] | None = None, _initialise: bool = True):
         """M members initialised as `build_model(config, seed=seeds[i])` would be.
 
         Without seeds, members are initialised from the global torch RNG, like M consecutive
-        `MLPVAE(config)` constructions.
+        `member_class(config)` constructions.
         """
         super().__init__()
-        if not isinstance(config, MLPVAEConfig):
-            raise ValueError(f"EnsembleMLPVAE stacks MLP VAEs and needs an MLPVAEConfig, got {type(config).__name__}")
+        if not isinstance(config, self.config_class):
+            raise ValueError(f"{self._config_error}, got {type(config).__name__}")
         num_members = _positive_int("num_members", num_members)
         if seeds is not None and len(seeds) != num_members:
             raise ValueError(f"got {len(seeds)} seeds for {num_members} members; pass one seed per member")
@@ -171,29 +174,46 @@ class EnsembleMLPVAE(nn.Module):
         self.latent_dim: int = int(config.latent_dim)
         self.param_shape: Shape = tuple(self.likelihood.param_shape)
         self.num_members = num_members
-        input_dim, output_dim = math.prod(self.data_shape), math.prod(self.param_shape)
-        hidden = tuple(config.hidden_sizes)
-        self.encoder = StackedMLP(num_members, (input_dim, *hidden, 2 * self.latent_dim), config.activation)
-        self.decoder = StackedMLP(num_members, (self.latent_dim, *reversed(hidden), output_dim), config.activation)
+        self._build_networks()
         if _initialise:
             for index in range(num_members):
                 seed = None if seeds is None else seeds[index]
                 self._load_member(index, build_model(config, seed=seed))
 
+    # -- subclass hooks ----------------------------------------------------------------------------
+    def _build_networks(self) -> None:
+        """Create `self.encoder` and `self.decoder` (called by __init__ once the shapes are set)."""
+        raise NotImplementedError
+
+    def _load_member(self, index: int, model: nn.Module) -> None:
+        """Copy a standalone member model's weights into member `index`."""
+        raise NotImplementedError
+
+    def _store_member(self, index: int, model: nn.Module) -> None:
+        """Copy member `index`'s weights into a standalone member model."""
+        raise NotImplementedError
+
+    def _reference_parameter(self) -> torch.Tensor:
+        """A parameter whose dtype and device the ensemble's tensors follow."""
+        raise NotImplementedError
+
     # -- construction and extraction -------------------------------------------------------------
     @classmethod
-    def from_members(cls, members: Sequence[MLPVAE]) -> "EnsembleMLPVAE":
-        """Stack copies of M standalone MLPVAEs with equal configs (the members are not modified)."""
+    def from_members(cls, members: Sequence[nn.Module]) -> "_StackedEnsembleVAE":
+        """Stack copies of M standalone member models with equal configs (the members are not modified)."""
         members = list(members)
+        member_name, config_name = cls.member_class.__name__, cls.config_class.__name__
         if not members:
-            raise ValueError("from_members needs at least one MLPVAE")
+            raise ValueError(f"from_members needs at least one {member_name}")
         for index, member in enumerate(members):
-            if not isinstance(member, MLPVAE):
-                raise ValueError(f"member {index} is a {type(member).__name__}; EnsembleMLPVAE stacks MLPVAE models only")
+            if not isinstance(member, cls.member_class):
+                raise ValueError(
+                    f"member {index} is a {type(member).__name__}; {cls.__name__} stacks {member_name} models only"
+                )
             if member.config != members[0].config:
                 raise ValueError(
                     f"member {index} has config {member.config} but member 0 has {members[0].config}; "
-                    f"all members must share one MLPVAEConfig (vary β or the seed, not the architecture)"
+                    f"all members must share one {config_name} (vary β or the seed, not the architecture)"
                 )
         reference = next(members[0].parameters())
         ensemble = cls._uninitialised(members[0].config, len(members))
@@ -203,34 +223,95 @@ class EnsembleMLPVAE(nn.Module):
         return ensemble
 
     @classmethod
-    def build(cls, config: MLPVAEConfig, seeds: Sequence[int]) -> "EnsembleMLPVAE":
+    def build(cls, config: Any, seeds: Sequence[int]) -> "_StackedEnsembleVAE":
         """One member per seed, member i with the weights of `build_model(config, seed=seeds[i])`."""
         return cls(config, len(seeds), seeds=list(seeds))
 
     @classmethod
-    def _uninitialised(cls, config: MLPVAEConfig, num_members: int) -> "EnsembleMLPVAE":
+    def _uninitialised(cls, config: Any, num_members: int) -> "_StackedEnsembleVAE":
         return cls(config, num_members, _initialise=False)  # parameters are filled by the caller
 
-    def member(self, index: int) -> MLPVAE:
-        """A standalone MLPVAE holding a copy of member `index`'s weights."""
+    def member(self, index: int) -> nn.Module:
+        """A standalone member model (`member_class`) holding a copy of member `index`'s weights."""
         if isinstance(index, bool) or not isinstance(index, int) or not -self.num_members <= index < self.num_members:
             raise ValueError(f"member index must be an int in [0, {self.num_members}), got {index!r}")
         index %= self.num_members
         with torch.random.fork_rng(devices=[]):  # its random init is overwritten; keep the global RNG untouched
-            model = MLPVAE(self.config)
-        reference = self.encoder.weights[0]
+            model = self.member_class(self.config)
+        reference = self._reference_parameter()
         model.to(device=reference.device, dtype=reference.dtype)
-        self.encoder.store_member(index, _encoder_layers(model))
-        self.decoder.store_member(index, _decoder_layers(model))
+        self._store_member(index, model)
         model.train(self.training)
         return model
 
-    def to_members(self) -> list[MLPVAE]:
+    def to_members(self) -> list[nn.Module]:
         return [self.member(index) for index in range(self.num_members)]
+
+    # -- the VAE interface with a member dimension ---------------------------------------------
+    def _check_member_latents(self, z: torch.Tensor, where: str) -> None:
+        """Raise ValueError unless z is `(..., M, B, Z)` with this ensemble's M and Z."""
+        _check_latent(z, self.latent_dim, where)
+        if z.dim() < 3 or z.shape[-3] != self.num_members:
+            raise ValueError(
+                f"{where} expects latents (..., M={self.num_members}, B, {self.latent_dim}), "
+                f"got {tuple(z.shape)}; the member dimension comes third from the end"
+            )
+
+    @torch.no_grad()
+    def sample_with_latents(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """z ~ N(0, I) `(M, n, Z)` and x ~ p(x|z) `(M, n, *data_shape)`, n per member (no gradients)."""
+        n = _positive_int("n", n)
+        reference = self._reference_parameter()
+        z = torch.randn((self.num_members, n, self.latent_dim), generator=generator,
+                        dtype=reference.dtype, device=reference.device)
+        return z, self.likelihood.sample(self.decode(z), generator=generator)
+
+    def extra_repr(self) -> str:
+        return f"num_members={self.num_members}, latent_dim={self.latent_dim}, likelihood={self.likelihood!r}"
+
+    # -- save / load (through vaegen_utils.models.save / load) -------------------------------------
+    def _save_fields(self) -> dict[str, Any]:
+        return {"kind": self.save_kind, "num_members": self.num_members}
+
+    @classmethod
+    def _from_saved(cls, config: Any, payload: dict) -> "_StackedEnsembleVAE":
+        if not isinstance(config, cls.config_class):
+            raise ValueError(f"{cls._saved_config_error}, got family {config.family!r}")
+        return cls._uninitialised(config, payload["num_members"])
+
+
+class EnsembleMLPVAE(_StackedEnsembleVAE):
+    """M MLP VAEs of one `MLPVAEConfig`, trained and evaluated at once (β sweeps, seeds; paper C's grid).
+
+    Build with `EnsembleMLPVAE.from_members([MLPVAE, ...])` or `EnsembleMLPVAE.build(config, seeds)`.
+    Every output carries the member dimension M in front of the batch dimension (see module docstring).
+    Attributes: `config` (the members' config), `likelihood`, `latent_dim`, `data_shape`,
+    `param_shape`, `num_members`.
+    """
+
+    save_kind: ClassVar[str] = "mlp_vae_ensemble"
+    config_class: ClassVar[type] = MLPVAEConfig
+    member_class: ClassVar[type[nn.Module]] = MLPVAE
+    _config_error: ClassVar[str] = "EnsembleMLPVAE stacks MLP VAEs and needs an MLPVAEConfig"
+    _saved_config_error: ClassVar[str] = "an ensemble's config must be an MLPVAEConfig"
+
+    def _build_networks(self) -> None:
+        input_dim, output_dim = math.prod(self.data_shape), math.prod(self.param_shape)
+        hidden = tuple(self.config.hidden_sizes)
+        activation = self.config.activation
+        self.encoder = StackedMLP(self.num_members, (input_dim, *hidden, 2 * self.latent_dim), activation)
+        self.decoder = StackedMLP(self.num_members, (self.latent_dim, *reversed(hidden), output_dim), activation)
 
     def _load_member(self, index: int, model: MLPVAE) -> None:
         self.encoder.load_member(index, _encoder_layers(model))
         self.decoder.load_member(index, _decoder_layers(model))
+
+    def _store_member(self, index: int, model: MLPVAE) -> None:
+        self.encoder.store_member(index, _encoder_layers(model))
+        self.decoder.store_member(index, _decoder_layers(model))
+
+    def _reference_parameter(self) -> torch.Tensor:
+        return self.encoder.weights[0]
 
     # -- the VAE interface with a member dimension ---------------------------------------------
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -242,12 +323,7 @@ class EnsembleMLPVAE(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """z `(..., M, B, Z)` -> likelihood params `(..., M, B, *param_shape)`."""
-        _check_latent(z, self.latent_dim, "EnsembleMLPVAE.decode")
-        if z.dim() < 3 or z.shape[-3] != self.num_members:
-            raise ValueError(
-                f"EnsembleMLPVAE.decode expects latents (..., M={self.num_members}, B, {self.latent_dim}), "
-                f"got {tuple(z.shape)}; the member dimension comes third from the end"
-            )
+        self._check_member_latents(z, "EnsembleMLPVAE.decode")
         if z.dim() == 3:
             return self.decoder(z).unflatten(-1, self.param_shape)  # (M, B, *param_shape)
         leading, batch = z.shape[:-3], z.shape[-2]
@@ -255,41 +331,6 @@ class EnsembleMLPVAE(nn.Module):
         params = self.decoder(per_member)  # (M, L·B, P)
         params = params.reshape(self.num_members, *leading, batch, -1).movedim(0, -3)  # (..., M, B, P)
         return params.unflatten(-1, self.param_shape)
-
-    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """log p(x|z) summed over data dims: x `(B, ...)` or `(M, B, ...)`, z `(S, M, B, Z)` -> `(S, M, B)`."""
-        return self.likelihood.log_prob(x, self.decode(z))
-
-    def encoder_parameters(self) -> list[nn.Parameter]:
-        return list(self.encoder.parameters())
-
-    def decoder_parameters(self) -> list[nn.Parameter]:
-        return list(self.decoder.parameters())
-
-    @torch.no_grad()
-    def sample_with_latents(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """z ~ N(0, I) `(M, n, Z)` and x ~ p(x|z) `(M, n, *data_shape)`, n per member (no gradients)."""
-        n = _positive_int("n", n)
-        reference = self.encoder.weights[0]
-        z = torch.randn((self.num_members, n, self.latent_dim), generator=generator,
-                        dtype=reference.dtype, device=reference.device)
-        return z, self.likelihood.sample(self.decode(z), generator=generator)
-
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n samples from each member's p(x): `(M, n, *data_shape)`."""
-        return self.sample_with_latents(n, generator)[1]
-
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """Each member's likelihood mean of decode(encoder mean): `(M, B, *data_shape)`."""
-        mean, _ = self.encode(x)
-        return self.likelihood.mean(self.decode(mean))
-
-    def num_parameters(self) -> int:
-        """Total over all members (M times a member's count)."""
-        return sum(parameter.numel() for parameter in self.parameters())
-
-    def extra_repr(self) -> str:
-        return f"num_members={self.num_members}, latent_dim={self.latent_dim}, likelihood={self.likelihood!r}"
 
     # -- helpers -----------------------------------------------------------------------------------
     def _flatten_data(self, x: torch.Tensor, where: str) -> torch.Tensor:
@@ -303,16 +344,6 @@ class EnsembleMLPVAE(nn.Module):
             f"{where} expects x of shape (B, {', '.join(map(str, self.data_shape))}) shared by all members or "
             f"(M={self.num_members}, B, ...) with one batch per member, got {tuple(x.shape)}"
         )
-
-    # -- save / load (through vaegen_utils.models.save / load) -------------------------------------
-    def _save_fields(self) -> dict[str, Any]:
-        return {"kind": self.save_kind, "num_members": self.num_members}
-
-    @classmethod
-    def _from_saved(cls, config: Any, payload: dict) -> "EnsembleMLPVAE":
-        if not isinstance(config, MLPVAEConfig):
-            raise ValueError(f"an ensemble's config must be an MLPVAEConfig, got family {config.family!r}")
-        return cls._uninitialised(config, payload["num_members"])
 
 
 def save(ensemble: EnsembleMLPVAE, folder) -> Any:
@@ -460,7 +491,7 @@ class EnsembleConvDecoder(nn.Module):
         return h.reshape(count, self.num_members, -1, *h.shape[-2:]).transpose(0, 1)  # (M, N, C_out, H, W)
 
 
-class EnsembleConvVAE(nn.Module):
+class EnsembleConvVAE(_StackedEnsembleVAE):
     """M conv VAEs of one `ConvVAEConfig` (paper C's CNN, Fig. 6) trained and evaluated at once.
 
     Same interface and member semantics as `EnsembleMLPVAE` (module docstring): `encode(x)` with x
@@ -481,57 +512,15 @@ class EnsembleConvVAE(nn.Module):
     """
 
     save_kind: ClassVar[str] = "conv_vae_ensemble"
+    config_class: ClassVar[type] = ConvVAEConfig
+    member_class: ClassVar[type[nn.Module]] = ConvVAE
+    _config_error: ClassVar[str] = "EnsembleConvVAE stacks conv VAEs and needs a ConvVAEConfig"
+    _saved_config_error: ClassVar[str] = "a conv ensemble's config must be a ConvVAEConfig"
 
-    def __init__(
-        self, config: ConvVAEConfig, num_members: int, *, seeds: Sequence[int] | None = None, _initialise: bool = True
-    ):
-        super().__init__()
-        if not isinstance(config, ConvVAEConfig):
-            raise ValueError(f"EnsembleConvVAE stacks conv VAEs and needs a ConvVAEConfig, got {type(config).__name__}")
-        num_members = _positive_int("num_members", num_members)
-        if seeds is not None and len(seeds) != num_members:
-            raise ValueError(f"got {len(seeds)} seeds for {num_members} members; pass one seed per member")
-        tune_cpu_allocator()
-        self.config = config
-        self.likelihood: Likelihood = config.build_likelihood()
-        self.data_shape: Shape = tuple(config.data_shape)
-        self.latent_dim: int = int(config.latent_dim)
-        self.param_shape: Shape = tuple(self.likelihood.param_shape)
-        self.num_members = num_members
+    def _build_networks(self) -> None:
         output_channels = math.prod(self.param_shape) // (self.data_shape[-2] * self.data_shape[-1])
-        self.encoder = EnsembleConvEncoder(config, num_members)
-        self.decoder = EnsembleConvDecoder(config, num_members, output_channels)
-        if _initialise:
-            for index in range(num_members):
-                seed = None if seeds is None else seeds[index]
-                self._load_member(index, build_model(config, seed=seed))
-
-    # -- construction and extraction -------------------------------------------------------------
-    @classmethod
-    def from_members(cls, members: Sequence[ConvVAE]) -> "EnsembleConvVAE":
-        """Stack copies of M standalone ConvVAEs with equal configs (the members are not modified)."""
-        members = list(members)
-        if not members:
-            raise ValueError("from_members needs at least one ConvVAE")
-        for index, member in enumerate(members):
-            if not isinstance(member, ConvVAE):
-                raise ValueError(f"member {index} is a {type(member).__name__}; EnsembleConvVAE stacks ConvVAE models only")
-            if member.config != members[0].config:
-                raise ValueError(
-                    f"member {index} has config {member.config} but member 0 has {members[0].config}; "
-                    f"all members must share one ConvVAEConfig (vary β or the seed, not the architecture)"
-                )
-        reference = next(members[0].parameters())
-        ensemble = cls(members[0].config, len(members), _initialise=False)
-        ensemble.to(device=reference.device, dtype=reference.dtype)
-        for index, member in enumerate(members):
-            ensemble._load_member(index, member)
-        return ensemble
-
-    @classmethod
-    def build(cls, config: ConvVAEConfig, seeds: Sequence[int]) -> "EnsembleConvVAE":
-        """One member per seed, member i with the weights of `build_model(config, seed=seeds[i])`."""
-        return cls(config, len(seeds), seeds=list(seeds))
+        self.encoder = EnsembleConvEncoder(self.config, self.num_members)
+        self.decoder = EnsembleConvDecoder(self.config, self.num_members, output_channels)
 
     def _layer_pairs(self, model: ConvVAE) -> list[tuple[nn.Module, nn.Module]]:
         """(stacked layer, the standalone member's layer) for every layer with parameters."""
@@ -546,22 +535,12 @@ class EnsembleConvVAE(nn.Module):
         for stacked, layer in self._layer_pairs(model):
             stacked.load_member(index, layer)
 
-    def member(self, index: int) -> ConvVAE:
-        """A standalone ConvVAE holding a copy of member `index`'s weights."""
-        if isinstance(index, bool) or not isinstance(index, int) or not -self.num_members <= index < self.num_members:
-            raise ValueError(f"member index must be an int in [0, {self.num_members}), got {index!r}")
-        index %= self.num_members
-        with torch.random.fork_rng(devices=[]):  # its random init is overwritten; keep the global RNG untouched
-            model = ConvVAE(self.config)
-        reference = self.encoder.head.weight
-        model.to(device=reference.device, dtype=reference.dtype)
+    def _store_member(self, index: int, model: ConvVAE) -> None:
         for stacked, layer in self._layer_pairs(model):
             stacked.store_member(index, layer)
-        model.train(self.training)
-        return model
 
-    def to_members(self) -> list[ConvVAE]:
-        return [self.member(index) for index in range(self.num_members)]
+    def _reference_parameter(self) -> torch.Tensor:
+        return self.encoder.head.weight
 
     # -- the VAE interface with a member dimension ---------------------------------------------
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -583,62 +562,12 @@ class EnsembleConvVAE(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """z `(..., M, B, Z)` -> likelihood params `(..., M, B, *param_shape)`."""
-        _check_latent(z, self.latent_dim, "EnsembleConvVAE.decode")
-        if z.dim() < 3 or z.shape[-3] != self.num_members:
-            raise ValueError(
-                f"EnsembleConvVAE.decode expects latents (..., M={self.num_members}, B, {self.latent_dim}), "
-                f"got {tuple(z.shape)}; the member dimension comes third from the end"
-            )
+        self._check_member_latents(z, "EnsembleConvVAE.decode")
         leading, batch = z.shape[:-3], z.shape[-2]
         per_member = z.movedim(-3, 0).reshape(self.num_members, -1, self.latent_dim)  # (M, L·B, Z)
         maps = self.decoder(per_member)  # (M, L·B, C_out, H, W)
         params = maps.reshape(self.num_members, *leading, batch, -1).movedim(0, -3)  # (..., M, B, P)
         return params.unflatten(-1, self.param_shape)
-
-    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """log p(x|z) summed over data dims: x `(B, ...)` or `(M, B, ...)`, z `(S, M, B, Z)` -> `(S, M, B)`."""
-        return self.likelihood.log_prob(x, self.decode(z))
-
-    def encoder_parameters(self) -> list[nn.Parameter]:
-        return list(self.encoder.parameters())
-
-    def decoder_parameters(self) -> list[nn.Parameter]:
-        return list(self.decoder.parameters())
-
-    @torch.no_grad()
-    def sample_with_latents(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """z ~ N(0, I) `(M, n, Z)` and x ~ p(x|z) `(M, n, *data_shape)`, n per member (no gradients)."""
-        n = _positive_int("n", n)
-        reference = self.encoder.head.weight
-        z = torch.randn((self.num_members, n, self.latent_dim), generator=generator,
-                        dtype=reference.dtype, device=reference.device)
-        return z, self.likelihood.sample(self.decode(z), generator=generator)
-
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n samples from each member's p(x): `(M, n, *data_shape)`."""
-        return self.sample_with_latents(n, generator)[1]
-
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """Each member's likelihood mean of decode(encoder mean): `(M, B, *data_shape)`."""
-        mean, _ = self.encode(x)
-        return self.likelihood.mean(self.decode(mean))
-
-    def num_parameters(self) -> int:
-        """Total over all members (M times a member's count)."""
-        return sum(parameter.numel() for parameter in self.parameters())
-
-    def extra_repr(self) -> str:
-        return f"num_members={self.num_members}, latent_dim={self.latent_dim}, likelihood={self.likelihood!r}"
-
-    # -- save / load (through vaegen_utils.models.save / load) -------------------------------------
-    def _save_fields(self) -> dict[str, Any]:
-        return {"kind": self.save_kind, "num_members": self.num_members}
-
-    @classmethod
-    def _from_saved(cls, config: Any, payload: dict) -> "EnsembleConvVAE":
-        if not isinstance(config, ConvVAEConfig):
-            raise ValueError(f"a conv ensemble's config must be a ConvVAEConfig, got family {config.family!r}")
-        return cls(config, payload["num_members"], _initialise=False)
 
 
 # Saved ensemble kinds -> classes, for `models.load` (config.json's "kind" field).

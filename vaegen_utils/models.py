@@ -559,7 +559,44 @@ def _check_latent(z: torch.Tensor, latent_dim: int, where: str) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-class VAE(nn.Module):
+class _VAEMethodsMixin:
+    """The VAE-interface methods that only combine other ones, for nn.Modules with the VAE interface.
+
+    Shared by `VAE` (shapes as documented here) and the stacked ensembles of vaegen_utils.ensemble
+    (a member dimension M in front of the batch: x `(M, B, ...)`, z `(S, M, B, Z)`, samples
+    `(M, n, ...)`; an ensemble's `num_parameters` is the total over its members). The host class
+    provides `encoder`, `decoder`, `likelihood`, `encode`, `decode` and `sample_with_latents(n, generator)`.
+    """
+
+    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log p(x|z) in nats summed over data dims: x `(B, *data_shape)`, z `(S, B, Z)` -> `(S, B)`.
+
+        Leading dimensions of z broadcast against x's batch (x is not copied).
+        """
+        return self.likelihood.log_prob(x, self.decode(z))
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        """Parameters of q(z|x) (train these alone for encoder-only training with the decoder frozen)."""
+        return list(self.encoder.parameters())
+
+    def decoder_parameters(self) -> list[nn.Parameter]:
+        """Parameters of p(x|z); disjoint from encoder_parameters(), together all parameters."""
+        return list(self.decoder.parameters())
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n samples x ~ p(x) = ∫ p(x|z) N(z; 0, I) dz, shape `(n, *data_shape)` (no gradients)."""
+        return self.sample_with_latents(n, generator)[1]
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Likelihood mean of decode(encoder mean): x `(B, *data_shape)` -> `(B, *data_shape)` (differentiable)."""
+        mean, _ = self.encode(x)
+        return self.likelihood.mean(self.decode(mean))
+
+    def num_parameters(self) -> int:
+        return sum(parameter.numel() for parameter in self.parameters())
+
+
+class VAE(_VAEMethodsMixin, nn.Module):
     """Base class: a Gaussian encoder q(z|x), a standard normal prior and a decoder p(x|z).
 
     Subclasses create `self.encoder` and `self.decoder` (nn.Modules holding every parameter) and
@@ -599,21 +636,6 @@ class VAE(nn.Module):
         params = self._decode_flat(z.reshape(-1, self.latent_dim))  # (N, *param_shape)
         return params.reshape(*leading, *self.param_shape)
 
-    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """log p(x|z) in nats summed over data dims: x `(B, *data_shape)`, z `(S, B, Z)` -> `(S, B)`.
-
-        Leading dimensions of z broadcast against x's batch (x is not copied).
-        """
-        return self.likelihood.log_prob(x, self.decode(z))
-
-    def encoder_parameters(self) -> list[nn.Parameter]:
-        """Parameters of q(z|x) (train these alone for encoder-only training with the decoder frozen)."""
-        return list(self.encoder.parameters())
-
-    def decoder_parameters(self) -> list[nn.Parameter]:
-        """Parameters of p(x|z); disjoint from encoder_parameters(), together all parameters."""
-        return list(self.decoder.parameters())
-
     @torch.no_grad()
     def sample_with_latents(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """z ~ N(0, I) `(n, Z)` and x ~ p(x|z) `(n, *data_shape)` (no gradients).
@@ -626,18 +648,6 @@ class VAE(nn.Module):
         reference = next(self.parameters())
         z = torch.randn((n, self.latent_dim), generator=generator, dtype=reference.dtype, device=reference.device)
         return z, self.likelihood.sample(self.decode(z), generator=generator)
-
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n samples x ~ p(x) = ∫ p(x|z) N(z; 0, I) dz, shape `(n, *data_shape)` (no gradients)."""
-        return self.sample_with_latents(n, generator)[1]
-
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """Likelihood mean of decode(encoder mean): x `(B, *data_shape)` -> `(B, *data_shape)` (differentiable)."""
-        mean, _ = self.encode(x)
-        return self.likelihood.mean(self.decode(mean))
-
-    def num_parameters(self) -> int:
-        return sum(parameter.numel() for parameter in self.parameters())
 
     def extra_repr(self) -> str:
         return f"family={self.family!r}, latent_dim={self.latent_dim}, likelihood={self.likelihood!r}"

@@ -469,17 +469,27 @@ def checkpoint_folder(run_dir: str | os.PathLike, epoch: int) -> Path:
     return Path(run_dir) / CHECKPOINTS_FOLDER / f"epoch_{epoch:04d}"
 
 
-def list_checkpoints(run_dir: str | os.PathLike) -> list[int]:
-    """Epochs with a complete checkpoint in run_dir, ascending (paper B evaluates each one)."""
+def list_complete_checkpoints(run_dir: str | os.PathLike, prefix: str) -> list[int]:
+    """Numbers N of the folders `run_dir/checkpoints/<prefix>N` that hold a complete marker, ascending.
+
+    A checkpoint counts once its COMPLETE_MARKER file exists (`write_checkpoint_atomically` writes
+    it last); staging folders and names whose suffix is not an integer are skipped. Shared by VAE
+    training (prefix "epoch_", see `list_checkpoints`) and `vaegen_utils.diffusion` (prefix "step_").
+    """
     folder = Path(run_dir) / CHECKPOINTS_FOLDER
     if not folder.is_dir():
         return []
-    epochs = []
+    numbers = []
     for child in folder.iterdir():
-        if child.is_dir() and child.name.startswith("epoch_") and (child / COMPLETE_MARKER).is_file():
+        if child.is_dir() and child.name.startswith(prefix) and (child / COMPLETE_MARKER).is_file():
             with contextlib.suppress(ValueError):
-                epochs.append(int(child.name[len("epoch_"):]))
-    return sorted(epochs)
+                numbers.append(int(child.name[len(prefix):]))
+    return sorted(numbers)
+
+
+def list_checkpoints(run_dir: str | os.PathLike) -> list[int]:
+    """Epochs with a complete checkpoint in run_dir, ascending (paper B evaluates each one)."""
+    return list_complete_checkpoints(run_dir, "epoch_")
 
 
 def load_checkpoint(run_dir: str | os.PathLike, epoch: int | None = None) -> torch.nn.Module:
@@ -521,26 +531,42 @@ def _write_checkpoint(run_dir: Path, epoch: int, model: torch.nn.Module, state: 
     """Assemble the checkpoint in a temporary folder, mark it complete, then rename it into place."""
     from . import models
 
-    parent = run_dir / CHECKPOINTS_FOLDER
-    parent.mkdir(parents=True, exist_ok=True)
-    target = checkpoint_folder(run_dir, epoch)
-    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}.", dir=parent))
-    try:
+    def fill(staging: Path) -> None:
         models.save(model, staging / MODEL_FOLDER)
         io.atomic_save(staging / STATE_FILE, lambda path: torch.save(state, path))
         io.atomic_write_json(staging / HISTORY_FILE, history)
-        io.atomic_write_json(staging / COMPLETE_MARKER, {"epoch": epoch, "step": state["step"]})  # written last
-        if target.exists():  # a stale checkpoint from an abandoned branch of this run: replace it
+
+    return write_checkpoint_atomically(
+        run_dir / CHECKPOINTS_FOLDER, checkpoint_folder(run_dir, epoch), fill, {"epoch": epoch, "step": state["step"]}
+    )
+
+
+def write_checkpoint_atomically(parent: Path, target: Path, fill: Callable[[Path], None], marker: dict) -> Path:
+    """Write the checkpoint folder `target` (inside `parent`) so that readers see it whole or not at all.
+
+    Creates `parent`, calls `fill(staging)` to write the contents into a fresh temporary folder in
+    `parent`, writes COMPLETE_MARKER (the JSON `marker`) last, replaces any existing `target` (a
+    stale checkpoint from an abandoned branch of the run) with it by `os.replace`, and fsyncs
+    `parent`. The temporary folder is removed if anything fails. Returns `target`. Shared by VAE
+    training and `vaegen_utils.diffusion`.
+    """
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}.", dir=parent))
+    try:
+        fill(staging)
+        io.atomic_write_json(staging / COMPLETE_MARKER, marker)  # written last
+        if target.exists():
             shutil.rmtree(target)
         os.replace(staging, target)
-        _fsync_directory(parent)
+        fsync_directory(parent)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
-def _fsync_directory(folder: Path) -> None:
+def fsync_directory(folder: Path) -> None:
+    """Flush a directory's entries (e.g. a rename into it) to disk; a no-op where that is unsupported."""
     with contextlib.suppress(OSError, AttributeError):
         descriptor = os.open(folder, os.O_RDONLY)
         try:
