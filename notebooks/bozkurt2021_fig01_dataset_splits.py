@@ -49,7 +49,7 @@ SIMILAR_TOLERANCE = 0.15  # "similar NN-distance distributions": medians within 
 import matplotlib.pyplot as plt
 import numpy as np
 
-from vaegen_utils import bozkurt2021 as c
+from vaegen_utils import bozkurt2021
 from vaegen_utils import tetrominoes
 from vaegen_utils.figures import sample_grid, savefig, use_style
 from vaegen_utils.profiles import by_profile
@@ -67,7 +67,7 @@ RANDOM_SAMPLES = by_profile(PROFILE, RANDOM_SAMPLES_BY_PROFILE)
 
 data = tetrominoes.load_tetrominoes()
 factors = data.factors.numpy()
-splits = {name: c.tetromino_split(data, name) for name in SPLITS}
+splits = {name: bozkurt2021.tetromino_split(data, name) for name in SPLITS}
 for name, split in splits.items():
     print(f"{name:>13} {split.label:>22}: {split.num_train:>7,} train, {split.num_test:>7,} test, "
           f"{len(data) - split.num_train - split.num_test:>7,} unused")
@@ -114,7 +114,7 @@ plt.show()
 cells = tetrominoes.checkerboard_cells(factors)
 in_slice = np.flatnonzero(np.all(cells[:, :3] == 0, axis=1))
 shown = np.sort(np.random.default_rng(SEED + 1).choice(in_slice, SCATTER_POINTS, replace=False))
-neighbours = {name: c.nearest_neighbours(split, max_test=NN_MAX_TEST) for name, split in splits.items()}
+neighbours = {name: bozkurt2021.nearest_neighbours(split, max_test=NN_MAX_TEST) for name, split in splits.items()}
 
 fig, axes = plt.subplots(2, 4, figsize=(7.4, 4.0), gridspec_kw={"height_ratios": [1.0, 0.75]})
 for column, (name, split) in enumerate(splits.items()):
@@ -168,9 +168,9 @@ claims.append(Claim(
     measured=sizes,
     tolerance="train and test sizes round to the paper's thousands",
     holds=bool(
-        [c.short_count(v) for v in sizes["random"]] == ["82k", "82k"]
-        and [c.short_count(v) for v in sizes["checkerboard"]] == ["82k", "82k"]
-        and [c.short_count(v) for v in sizes["cv-16k"]] == ["16k", "147k"]
+        [bozkurt2021.short_count(v) for v in sizes["random"]] == ["82k", "82k"]
+        and [bozkurt2021.short_count(v) for v in sizes["checkerboard"]] == ["82k", "82k"]
+        and [bozkurt2021.short_count(v) for v in sizes["cv-16k"]] == ["16k", "147k"]
     ),
     note="The checkerboard is 82,021/81,819, not exactly 50/50: its scale cut 3.5 splits the middle scale stratum (tetrominoes.py).",
 ))

@@ -67,7 +67,7 @@ DENSE_GAP_TOLERANCE = 0.02  # "no gap" on CV(82k/82k): |test D - train D| <= 2% 
 import matplotlib.pyplot as plt
 import numpy as np
 
-from vaegen_utils import bozkurt2021 as c
+from vaegen_utils import bozkurt2021
 from vaegen_utils import tetrominoes
 from vaegen_utils.figures import savefig, use_style
 from vaegen_utils.profiles import by_profile
@@ -94,14 +94,14 @@ NN_MAX_TEST = by_profile(PROFILE, NN_MAX_TEST_BY_PROFILE)
 def specs(architecture, iterations, restarts):
     """The restarts' sweep specs of one curve (each spec = one 12-member ensemble)."""
     return [
-        c.SweepSpec(architecture, iterations, restart=restart, precision=PRECISION, betas=tuple(BETAS),
+        bozkurt2021.SweepSpec(architecture, iterations, restart=restart, precision=PRECISION, betas=tuple(BETAS),
                     eval_points=EVAL_POINTS, max_train=MAX_TRAIN)
         for restart in range(restarts)
     ]
 
 
 data = tetrominoes.load_tetrominoes()
-splits = {name: c.tetromino_split(data, name) for name in (DENSE_SPLIT, SPARSE_SPLIT, CHECKERBOARD_SPLIT)}
+splits = {name: bozkurt2021.tetromino_split(data, name) for name in (DENSE_SPLIT, SPARSE_SPLIT, CHECKERBOARD_SPLIT)}
 for split in splits.values():
     print(f"{split.label:>24}: {split.num_train:,} train / {split.num_test:,} test")
 
@@ -122,10 +122,10 @@ plan = {
     (SPARSE_SPLIT, "cnn1"): specs("cnn1", CNN_ITERATIONS, CNN_RESTARTS),
     (SPARSE_SPLIT, "cnn3"): specs("cnn3", CNN_ITERATIONS, CNN_RESTARTS),
 }
-curves, runs = c.run_curves(plan, lambda key: splits[key[0]])
+curves, runs = bozkurt2021.run_curves(plan, lambda key: splits[key[0]])
 for (split_name, architecture), curve in curves.items():
     run = runs[(split_name, architecture)][0]
-    print(f"{splits[split_name].label:>24} {c.ARCHITECTURE_LABELS[architecture]:<12} "
+    print(f"{splits[split_name].label:>24} {bozkurt2021.ARCHITECTURE_LABELS[architecture]:<12} "
           f"{curve.num_restarts} restart(s) x {run['iterations']} iterations ({run['epochs']} epochs)")
 
 # %% [markdown]
@@ -135,12 +135,12 @@ for (split_name, architecture), curve in curves.items():
 # %%
 examples = {}
 for name in (DENSE_SPLIT, SPARSE_SPLIT):
-    neighbours = c.nearest_neighbours(splits[name], max_test=NN_MAX_TEST)
-    examples[name] = c.difficult_example(neighbours)
+    neighbours = bozkurt2021.nearest_neighbours(splits[name], max_test=NN_MAX_TEST)
+    examples[name] = bozkurt2021.difficult_example(neighbours)
     print(f"{splits[name].label}: test row {examples[name]['test_row']}, NN distance "
           f"{examples[name]['distance']:.2f} (90th percentile {examples[name]['percentile_distance']:.2f})")
 reconstructions = {
-    (name, architecture): c.sweep_reconstructions(plan[(name, architecture)][0], splits[name], [examples[name]["test_row"]])
+    (name, architecture): bozkurt2021.sweep_reconstructions(plan[(name, architecture)][0], splits[name], [examples[name]["test_row"]])
     for name in (DENSE_SPLIT, SPARSE_SPLIT)
     for architecture in ("mlp1", "mlp3")
 }
@@ -154,12 +154,12 @@ COLORS = {"mlp1": "tab:orange", "mlp3": "tab:blue", "cnn1": "tab:red", "cnn3": "
 
 def rd_panel(ax, keys, part, title, labels=None, linestyles=None):
     for index, key in enumerate(keys):
-        label = labels[index] if labels else c.ARCHITECTURE_LABELS[key[1]]
-        c.plot_rd_curve(ax, curves[key], part, label=label, color=COLORS[key[1]] if not labels else f"C{index}",
+        label = labels[index] if labels else bozkurt2021.ARCHITECTURE_LABELS[key[1]]
+        bozkurt2021.plot_rd_curve(ax, curves[key], part, label=label, color=COLORS[key[1]] if not labels else f"C{index}",
                         linestyle=(linestyles or ["-"] * len(keys))[index])
     best = min(float(np.min(curves[key].mean(part, "rate") + curves[key].mean(part, "distortion"))) for key in keys)
     ax.margins(0.08)
-    c.add_elbo_isolines(ax, label_best=best)
+    bozkurt2021.add_elbo_isolines(ax, label_best=best)
     ax.set_xlabel("rate R (nats)")
     ax.set_ylabel("distortion D (nats)")
     ax.set_title(title, loc="left")
@@ -172,7 +172,7 @@ for row, name in enumerate((DENSE_SPLIT, SPARSE_SPLIT)):
     example = examples[name]
     original = splits[name].test_rows([example["test_row"]]).numpy()
     neighbour = splits[name].train_rows([example["train_row"]]).numpy()
-    strips = [c.image_strip(np.concatenate([original, neighbour, reconstructions[(name, arch)][:, 0]]))
+    strips = [bozkurt2021.image_strip(np.concatenate([original, neighbour, reconstructions[(name, arch)][:, 0]]))
               for arch in ("mlp1", "mlp3")]
     strip_ax.imshow(np.concatenate([strips[0], np.ones((2, strips[0].shape[1], 3)), strips[1]]), vmin=0, vmax=1)
     strip_ax.set_xticks([16 + 33 * index for index in range(2 + len(BETAS))],
@@ -200,7 +200,7 @@ plt.show()
 fig, axes = plt.subplots(1, 2, figsize=(7.2, 3.3))
 for ax, architecture in zip(axes, ("mlp1", "mlp3")):
     keys = [(DENSE_SPLIT, architecture), (SPARSE_SPLIT, architecture), (CHECKERBOARD_SPLIT, architecture)]
-    rd_panel(ax, keys, "test", f"{c.ARCHITECTURE_LABELS[architecture]}, test",
+    rd_panel(ax, keys, "test", f"{bozkurt2021.ARCHITECTURE_LABELS[architecture]}, test",
              labels=[splits[key[0]].label for key in keys])
 axes[0].legend(loc="center right")
 fig.suptitle("Bozkurt et al. 2021, Fig. 5: test RD curves of three splits (☆ = β=1)", fontsize=9)
@@ -212,9 +212,9 @@ fig, axes = plt.subplots(1, 2, figsize=(7.2, 3.3))
 for ax, part in zip(axes, ("train", "test")):
     keys = [(SPARSE_SPLIT, arch) for arch in ("mlp1", "mlp3", "cnn1", "cnn3")]
     for key in keys:
-        c.plot_rd_curve(ax, curves[key], part, label=c.ARCHITECTURE_LABELS[key[1]], color=COLORS[key[1]])
+        bozkurt2021.plot_rd_curve(ax, curves[key], part, label=bozkurt2021.ARCHITECTURE_LABELS[key[1]], color=COLORS[key[1]])
     ax.margins(0.08)
-    c.add_elbo_isolines(ax)
+    bozkurt2021.add_elbo_isolines(ax)
     ax.set_xlabel("rate R (nats)")
     ax.set_ylabel("distortion D (nats)")
     ax.set_title(f"{splits[SPARSE_SPLIT].label}, {part}", loc="left")
@@ -251,7 +251,7 @@ underfit_note = (
 
 def shape_of(key, part="test", metric="distortion"):
     curve = curves[key]
-    return c.minimum_shape(curve.betas, curve.mean(part, metric), curve.sd(part, metric))
+    return bozkurt2021.minimum_shape(curve.betas, curve.mean(part, metric), curve.sd(part, metric))
 
 
 # Fig. 3 top: "we observe no evidence of memorization" / "virtually no generalization gap".
@@ -288,8 +288,8 @@ claims.append(Claim(
     statement="CV(16k/147k), 1-layer MLP: test distortion is U-shaped in β (minimum at an interior β)",
     reported="interior minimum, rising towards β=0.001", measured=sparse_1,
     tolerance=f"argmin over β is neither the smallest nor the largest β, and D(β=0.001) - min D > {SD_MARGIN:g} sd of the restarts",
-    holds=c.is_u_shaped(sparse_1, SD_MARGIN),
-    note=None if c.is_u_shaped(sparse_1, SD_MARGIN) else (
+    holds=bozkurt2021.is_u_shaped(sparse_1, SD_MARGIN),
+    note=None if bozkurt2021.is_u_shaped(sparse_1, SD_MARGIN) else (
         f"The 1-layer curve is monotone: test D is lowest at β = {sparse_1['argmin_beta']:g}. After {sparse_epochs} "
         f"epochs ({iterations_done} iterations; paper ~2,000 epochs) the train-test gap is "
         f"{float(curves[(SPARSE_SPLIT, 'mlp1')].gap().mean()):.1f} nats and nearly constant in β: the small-β models "
@@ -303,19 +303,19 @@ claims.append(Claim(
     statement="CV(16k/147k), 3-layer MLP: test distortion keeps falling as β falls (L-shaped, no rise at small β)",
     reported="monotone: lowest test D at the smallest β", measured=sparse_3,
     tolerance=f"D(β=0.001) - min D <= {SD_MARGIN:g} sd of the restarts (or the minimum is at β=0.001)",
-    holds=c.is_l_shaped(sparse_3, SD_MARGIN),
+    holds=bozkurt2021.is_l_shaped(sparse_3, SD_MARGIN),
     note=underfit_note,
 ))
 
 # Fig. 3 bottom, 3-layer: "the test-set lower bound ... achieves a maximum at β = 0.1".
 sparse_elbo = curves[(SPARSE_SPLIT, "mlp3")].mean("test", "elbo")
-peak_beta = c.best_beta(BETAS, sparse_elbo)
+peak_beta = bozkurt2021.best_beta(BETAS, sparse_elbo)
 claims.append(Claim(
     id="fig3_sparse_3layer_elbo_peak", paper="bozkurt2021", figure="Fig. 3 (bottom)",
     statement="CV(16k/147k), 3-layer MLP: the test ELBO (-D-R) is best near β = 0.1",
     reported=0.1, measured={"argmax_beta": peak_beta, "test_elbo": sparse_elbo.round(1).tolist()},
-    tolerance=f"argmax within one grid step of 0.1: {c.grid_neighbours(BETAS, 0.1)}",
-    holds=bool(peak_beta in c.grid_neighbours(BETAS, 0.1)),
+    tolerance=f"argmax within one grid step of 0.1: {bozkurt2021.grid_neighbours(BETAS, 0.1)}",
+    holds=bool(peak_beta in bozkurt2021.grid_neighbours(BETAS, 0.1)),
     note=underfit_note,
 ))
 
@@ -361,7 +361,7 @@ metrics = {
     "curves": {f"{splits[key[0]].label} {key[1]}": curve.to_dict() for key, curve in curves.items()},
     "iterations": {f"{key[0]} {key[1]}": runs[key][0]["iterations"] for key in runs},
     "epochs": {f"{key[0]} {key[1]}": runs[key][0]["epochs"] for key in runs},
-    "train_seconds_as_trained": c.summarize_runtime([run for group in runs.values() for run in group])["train_seconds"],
+    "train_seconds_as_trained": bozkurt2021.summarize_runtime([run for group in runs.values() for run in group])["train_seconds"],
     "difficult_examples": {splits[name].label: example for name, example in examples.items()},
 }
 path = write_results(
@@ -371,7 +371,7 @@ path = write_results(
     config={"profile": PROFILE, "betas": BETAS, "precision": PRECISION, "iterations": ITERATIONS,
             "cnn_iterations": CNN_ITERATIONS, "sparse_restarts": SPARSE_RESTARTS, "dense_restarts": DENSE_RESTARTS,
             "cnn_restarts": CNN_RESTARTS, "max_train": MAX_TRAIN, "eval_points": EVAL_POINTS,
-            "nn_max_test": NN_MAX_TEST, "batch_size": c.BATCH_SIZE, "learning_rate": c.LEARNING_RATE,
+            "nn_max_test": NN_MAX_TEST, "batch_size": bozkurt2021.BATCH_SIZE, "learning_rate": bozkurt2021.LEARNING_RATE,
             "splits": {name: split.spec() for name, split in splits.items()}},
     metrics=metrics,
     claims=claims,

@@ -54,7 +54,7 @@ CD_SPREAD_FRACTION = 0.5  # "much weaker dependence": CD's spread over N at most
 import matplotlib.pyplot as plt
 import numpy as np
 
-from vaegen_utils import bozkurt2021 as c
+from vaegen_utils import bozkurt2021
 from vaegen_utils import tetrominoes
 from vaegen_utils.figures import savefig, use_style
 from vaegen_utils.profiles import by_profile
@@ -76,7 +76,7 @@ MAX_TRAIN = by_profile(PROFILE, MAX_TRAIN_BY_PROFILE)
 EVAL_POINTS = by_profile(PROFILE, EVAL_POINTS_BY_PROFILE)
 
 data = tetrominoes.load_tetrominoes()
-splits = {(kind, size): c.tetromino_split(data, f"{kind}-{size}") for kind in ("cv", "cd") for size in SIZES}
+splits = {(kind, size): bozkurt2021.tetromino_split(data, f"{kind}-{size}") for kind in ("cv", "cd") for size in SIZES}
 for split in splits.values():
     print(f"{split.label:>14}: {split.num_train:,} train / {split.num_test:,} test")
 
@@ -86,32 +86,32 @@ for split in splits.values():
 # %%
 plan = {
     (kind, size, architecture): [
-        c.SweepSpec(architecture, ITERATIONS, restart=restart, precision=PRECISION, betas=tuple(BETAS),
+        bozkurt2021.SweepSpec(architecture, ITERATIONS, restart=restart, precision=PRECISION, betas=tuple(BETAS),
                     eval_points=EVAL_POINTS, max_train=MAX_TRAIN)
         for restart in range(RESTARTS)
     ]
     for kind in ("cv", "cd") for size in SIZES for architecture in ARCHITECTURES
 }
-curves, runs = c.run_curves(plan, lambda key: splits[key[:2]])
+curves, runs = bozkurt2021.run_curves(plan, lambda key: splits[key[:2]])
 for key, group in runs.items():
-    print(f"{splits[key[:2]].label:>14} {c.ARCHITECTURE_LABELS[key[2]]}: {group[0]['iterations']} iterations "
+    print(f"{splits[key[:2]].label:>14} {bozkurt2021.ARCHITECTURE_LABELS[key[2]]}: {group[0]['iterations']} iterations "
           f"({group[0]['epochs']} epochs)")
 
 # %% [markdown]
 # ## Figure 4: test RD curves by training-set size
 
 # %%
-colors = dict(zip(SIZES, c.beta_colors(len(SIZES), "plasma")))
+colors = dict(zip(SIZES, bozkurt2021.beta_colors(len(SIZES), "plasma")))
 fig, axes = plt.subplots(2, len(ARCHITECTURES), figsize=(max(4.8, 3.6 * len(ARCHITECTURES)), 6.2), squeeze=False)
 for row, kind in enumerate(("cv", "cd")):
     for column, architecture in enumerate(ARCHITECTURES):
         ax = axes[row, column]
         for size in SIZES:
-            c.plot_rd_curve(ax, curves[(kind, size, architecture)], "test", label=splits[(kind, size)].label,
+            bozkurt2021.plot_rd_curve(ax, curves[(kind, size, architecture)], "test", label=splits[(kind, size)].label,
                             color=colors[size])
         ax.margins(0.08)
-        c.add_elbo_isolines(ax)
-        ax.set_title(f"{kind.upper()} splits, {c.ARCHITECTURE_LABELS[architecture]}, test", loc="left")
+        bozkurt2021.add_elbo_isolines(ax)
+        ax.set_title(f"{kind.upper()} splits, {bozkurt2021.ARCHITECTURE_LABELS[architecture]}, test", loc="left")
         ax.set_xlabel("rate R (nats)")
         ax.set_ylabel("distortion D (nats)")
         ax.legend(loc="upper right")
@@ -167,7 +167,7 @@ claims.append(Claim(
     reported="gap larger for smaller N_train",
     measured={"sizes": ordered, "mean_gap_nats": {a: [round(g, 2) for g in v] for a, v in cv_gaps.items()}},
     tolerance="mean over β of test D - train D strictly decreasing in N_train, every architecture run",
-    holds=bool(all(c.is_monotone(gaps, increasing=False) for gaps in cv_gaps.values())),
+    holds=bool(all(bozkurt2021.is_monotone(gaps, increasing=False) for gaps in cv_gaps.values())),
     note=(f"{len(SIZES)} sizes and {RESTARTS} restart(s): the ordering rests on a difference of "
           f"{abs(cv_gaps[ARCHITECTURES[0]][0] - cv_gaps[ARCHITECTURES[0]][-1]):.2f} nats, not separated from restart noise."
           if RESTARTS == 1 else None),
@@ -187,7 +187,7 @@ path = write_results(
             "splits": {f"{k}-{s}": split.spec() for (k, s), split in splits.items()}},
     metrics={"curves": {f"{splits[key[:2]].label} {key[2]}": curve.to_dict() for key, curve in curves.items()},
              "iterations": {f"{k}-{s} {a}": runs[(k, s, a)][0]["iterations"] for (k, s, a) in runs},
-             "train_seconds_as_trained": c.summarize_runtime([r for group in runs.values() for r in group])["train_seconds"]},
+             "train_seconds_as_trained": bozkurt2021.summarize_runtime([r for group in runs.values() for r in group])["train_seconds"]},
     claims=claims,
     runtime_s=stopwatch.elapsed(),
 )

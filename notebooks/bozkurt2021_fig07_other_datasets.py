@@ -54,7 +54,7 @@ PRECISION = "bfloat16"  # CPU bf16 autocast for training (evaluation is float32)
 import matplotlib.pyplot as plt
 import numpy as np
 
-from vaegen_utils import bozkurt2021 as c
+from vaegen_utils import bozkurt2021
 from vaegen_utils import data
 from vaegen_utils.figures import savefig, use_style
 from vaegen_utils.profiles import by_profile
@@ -80,7 +80,7 @@ for name in DATASETS:
         print(f"{name}: not available offline; skipped (load_dataset({name!r}) with network access caches it once)")
 for name, reason in UNAVAILABLE.items():
     print(f"{name}: not available ({reason}); skipped")
-splits = {name: c.image_split(name, NUM_TRAIN, subset_seed=SEED) for name in loaded}
+splits = {name: bozkurt2021.image_split(name, NUM_TRAIN, subset_seed=SEED) for name in loaded}
 for split in splits.values():
     print(f"{split.label}: {split.num_train:,} train / {split.num_test:,} test, images {split.data_shape}")
 
@@ -90,15 +90,15 @@ for split in splits.values():
 # %%
 plan = {
     (name, architecture): [
-        c.SweepSpec(architecture, ITERATIONS, restart=restart, precision=PRECISION, betas=tuple(BETAS),
+        bozkurt2021.SweepSpec(architecture, ITERATIONS, restart=restart, precision=PRECISION, betas=tuple(BETAS),
                     eval_points=EVAL_POINTS)
         for restart in range(RESTARTS)
     ]
     for name in loaded for architecture in ("mlp1", "mlp3")
 }
-curves, runs = c.run_curves(plan, lambda key: splits[key[0]])
+curves, runs = bozkurt2021.run_curves(plan, lambda key: splits[key[0]])
 for key, group in runs.items():
-    print(f"{splits[key[0]].label} {c.ARCHITECTURE_LABELS[key[1]]}: {group[0]['iterations']} iterations ({group[0]['epochs']} epochs)")
+    print(f"{splits[key[0]].label} {bozkurt2021.ARCHITECTURE_LABELS[key[1]]}: {group[0]['iterations']} iterations ({group[0]['epochs']} epochs)")
 
 # %% [markdown]
 # ## Figure 7
@@ -110,10 +110,10 @@ for column, name in enumerate(loaded):
     for row, part in enumerate(("train", "test")):
         ax = axes[row, column]
         for architecture in ("mlp1", "mlp3"):
-            c.plot_rd_curve(ax, curves[(name, architecture)], part, label=c.ARCHITECTURE_LABELS[architecture],
+            bozkurt2021.plot_rd_curve(ax, curves[(name, architecture)], part, label=bozkurt2021.ARCHITECTURE_LABELS[architecture],
                             color=COLORS[architecture])
         ax.margins(0.08)
-        c.add_elbo_isolines(ax)
+        bozkurt2021.add_elbo_isolines(ax)
         ax.set_title(f"{splits[name].label}, {part}", loc="left")
         ax.set_xlabel("rate R (nats)")
         ax.set_ylabel("distortion D (nats)")
@@ -128,9 +128,9 @@ plt.show()
 
 # %%
 claims = []
-shapes = {key: c.minimum_shape(curve.betas, curve.mean("test", "distortion"), curve.sd("test", "distortion"))
+shapes = {key: bozkurt2021.minimum_shape(curve.betas, curve.mean("test", "distortion"), curve.sd("test", "distortion"))
           for key, curve in curves.items()}
-u_one_layer = {name: c.is_u_shaped(shapes[(name, "mlp1")], 2.0) for name in loaded}
+u_one_layer = {name: bozkurt2021.is_u_shaped(shapes[(name, "mlp1")], 2.0) for name in loaded}
 claims.append(Claim(
     id="fig7_1layer_local_minimum", paper="bozkurt2021", figure="Fig. 7",
     statement="1-layer MLP test distortion has a local minimum in β (U-shape) on most data sets",

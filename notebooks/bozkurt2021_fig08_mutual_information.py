@@ -61,7 +61,7 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 
-from vaegen_utils import bozkurt2021 as c
+from vaegen_utils import bozkurt2021
 from vaegen_utils import tetrominoes
 from vaegen_utils.figures import savefig, use_style
 from vaegen_utils.profiles import by_profile
@@ -83,11 +83,11 @@ MI_BATCH_SIZE = by_profile(PROFILE, MI_BATCH_SIZE_BY_PROFILE)
 FULL_QUERIES = by_profile(PROFILE, FULL_QUERIES_BY_PROFILE)
 
 data = tetrominoes.load_tetrominoes()
-split = c.tetromino_split(data, SPLIT)
+split = bozkurt2021.tetromino_split(data, SPLIT)
 
 
 def specs(architecture, precision=PRECISION, restarts=RESTARTS):
-    return [c.SweepSpec(architecture, ITERATIONS, restart=restart, precision=precision, betas=tuple(BETAS),
+    return [bozkurt2021.SweepSpec(architecture, ITERATIONS, restart=restart, precision=precision, betas=tuple(BETAS),
                         eval_points=EVAL_POINTS, max_train=MAX_TRAIN) for restart in range(restarts)]
 
 
@@ -98,11 +98,11 @@ def specs(architecture, precision=PRECISION, restarts=RESTARTS):
 decompositions = {}  # (architecture, estimator) -> list over restarts of RateDecomposition dicts
 for architecture in ("mlp1", "mlp3"):
     for spec in specs(architecture):
-        c.run_sweep(spec, split)  # trains the sweep if fig03 has not (same spec, same cache entry)
+        bozkurt2021.run_sweep(spec, split)  # trains the sweep if fig03 has not (same spec, same cache entry)
         decompositions.setdefault((architecture, "minibatch"), []).append(
-            c.sweep_rate_decomposition(spec, split, estimator="minibatch", batch_size=MI_BATCH_SIZE, seed=SEED))
+            bozkurt2021.sweep_rate_decomposition(spec, split, estimator="minibatch", batch_size=MI_BATCH_SIZE, seed=SEED))
         decompositions.setdefault((architecture, "full"), []).append(
-            c.sweep_rate_decomposition(spec, split, estimator="full", max_queries=FULL_QUERIES, seed=SEED))
+            bozkurt2021.sweep_rate_decomposition(spec, split, estimator="full", max_queries=FULL_QUERIES, seed=SEED))
 num_train = decompositions[("mlp1", "full")][0]["num_data"]
 log_n = math.log(num_train)
 
@@ -114,7 +114,7 @@ def stacked(key, field):
 
 for key in decompositions:
     mi, kl = stacked(key, "mutual_information").mean(0), stacked(key, "marginal_kl").mean(0)
-    print(f"{c.ARCHITECTURE_LABELS[key[0]]:>12} {key[1]:>9}: MI " + " ".join(f"{v:5.2f}" for v in mi))
+    print(f"{bozkurt2021.ARCHITECTURE_LABELS[key[0]]:>12} {key[1]:>9}: MI " + " ".join(f"{v:5.2f}" for v in mi))
     print(f"{'':>12} {'':>9}  KL " + " ".join(f"{v:5.2f}" for v in kl))
 print(f"log N_train = log {num_train:,} = {log_n:.2f} nats; log B = log {MI_BATCH_SIZE} = {math.log(MI_BATCH_SIZE):.2f}")
 
@@ -141,7 +141,7 @@ for ax, architecture in zip(axes, ("mlp1", "mlp3")):
     ax.set_yscale("symlog", linthresh=1.0)
     ax.axvline(1.0, color="0.85", linewidth=0.8, zorder=0)
     ax.set_xlabel("β")
-    ax.set_title(f"{c.ARCHITECTURE_LABELS[architecture]}, {split.label}, training set", loc="left")
+    ax.set_title(f"{bozkurt2021.ARCHITECTURE_LABELS[architecture]}, {split.label}, training set", loc="left")
 axes[0].set_ylabel("nats")
 axes[0].legend(loc="lower left", fontsize=6.5)
 fig.suptitle("Bozkurt et al. 2021, Fig. 8: rate = mutual information + marginal KL (mean ± sd over restarts)",
@@ -157,9 +157,9 @@ plt.show()
 # bfloat16 sweep; the yardstick is the spread between restarts of the bfloat16 sweeps.
 
 # %%
-bf16_runs = [c.run_sweep(spec, split) for spec in specs(BF16_CHECK_ARCHITECTURE)]
-float32_run = c.run_sweep(specs(BF16_CHECK_ARCHITECTURE, precision="float32", restarts=1)[0], split)
-bf16_curve = c.Curve.from_runs(bf16_runs)
+bf16_runs = [bozkurt2021.run_sweep(spec, split) for spec in specs(BF16_CHECK_ARCHITECTURE)]
+float32_run = bozkurt2021.run_sweep(specs(BF16_CHECK_ARCHITECTURE, precision="float32", restarts=1)[0], split)
+bf16_curve = bozkurt2021.Curve.from_runs(bf16_runs)
 precision_check = {}
 for part in ("train", "test"):
     for metric in ("rate", "distortion"):
@@ -171,9 +171,9 @@ for part in ("train", "test"):
 # The verdicts that depend on this sweep's curve shape (fig03's U/L test), for one restart of each
 # precision, with the bfloat16 restarts' sd as the noise yardstick.
 noise = bf16_curve.sd("test", "distortion")
-shape_bf16 = c.minimum_shape(BETAS, bf16_runs[0]["test"]["distortion"], noise)
-shape_float32 = c.minimum_shape(BETAS, float32_run["test"]["distortion"], noise)
-verdicts = {name: {"u_shaped": c.is_u_shaped(shape, 2.0), "l_shaped": c.is_l_shaped(shape, 2.0),
+shape_bf16 = bozkurt2021.minimum_shape(BETAS, bf16_runs[0]["test"]["distortion"], noise)
+shape_float32 = bozkurt2021.minimum_shape(BETAS, float32_run["test"]["distortion"], noise)
+verdicts = {name: {"u_shaped": bozkurt2021.is_u_shaped(shape, 2.0), "l_shaped": bozkurt2021.is_l_shaped(shape, 2.0),
                    "argmin_beta": shape["argmin_beta"]}
             for name, shape in (("bfloat16", shape_bf16), ("float32", shape_float32))}
 largest = {name: {part: (np.abs(np.asarray(float32_run[part][name]) - np.asarray(bf16_runs[0][part][name]))
@@ -201,7 +201,7 @@ for estimator in ("minibatch", "full"):
         saturated = bool(np.all(values[small_beta] >= SATURATION_FRACTION * log_n) and values[-1] < values[betas == 1.0][0])
         claims.append(Claim(
             id=f"fig8_mi_saturates_at_log_n_{estimator}_{arch}", paper="bozkurt2021", figure="Fig. 8",
-            statement=f"{c.ARCHITECTURE_LABELS[arch]}: I_q[x; z] ({estimator} estimator) rises to ≈ log N_train as β falls "
+            statement=f"{bozkurt2021.ARCHITECTURE_LABELS[arch]}: I_q[x; z] ({estimator} estimator) rises to ≈ log N_train as β falls "
                       "and saturates there",
             reported=f"saturates at log N_train = {log_n:.2f}",
             measured={"mi_at_small_beta": values[small_beta].round(3).tolist(), "mi_at_beta_1": round(float(values[betas == 1.0][0]), 3),
@@ -227,7 +227,7 @@ claims.append(Claim(
                    and values[betas == 0.001][0] > values[betas == 0.1][0] > values[betas == 1.0][0]
                    for arch, values in kl.items())) if {0.001, 0.1, 1.0} <= set(BETAS) else False,
     note="KL/R at β = " + ", ".join(f"{beta:g}" for beta in betas[large_beta]) + ": "
-         + "; ".join(f"{c.ARCHITECTURE_LABELS[arch]} " + ", ".join(f"{ratio:.2f}" for ratio in values[large_beta] / rate[arch][large_beta])
+         + "; ".join(f"{bozkurt2021.ARCHITECTURE_LABELS[arch]} " + ", ".join(f"{ratio:.2f}" for ratio in values[large_beta] / rate[arch][large_beta])
                      for arch, values in kl.items())
          + ". The rise as β falls is the paper's; 'small' is a judgement on a figure, and our 25% line was fixed before the run.",
 ))
