@@ -192,3 +192,83 @@ def test_vae_notebooks_share_their_settings():
                     f"{name} sets {key} = {settings[key]!r} but {reference_name} has {reference[key]!r}; keep them equal so "
                     "the notebooks share one cached model set"
                 )
+
+
+# --------------------------------------------------------------------------------------------
+# CIFAR-10 path (no offline source: fixture images), residual net, one run per seed
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def cifar_images(monkeypatch):
+    """Stand-in CIFAR-10 images (k/255 values, 3×32×32) for the per-seed residual-net path."""
+    generator = torch.Generator().manual_seed(1)
+
+    def fake_images(dataset, n_train, subset_seed, n_test):
+        assert dataset == "cifar10"
+        levels = torch.randint(0, 256, (n_train + n_test, 3, 32, 32), generator=generator).float() / 255
+        return levels[:n_train], levels[n_train:]
+
+    monkeypatch.setattr(xiao2024, "_images", fake_images)
+    monkeypatch.setattr(xiao2024, "_test_labels", lambda dataset, n_test: None)
+
+
+def cifar_study(**changes) -> xiao2024.Study:
+    return tiny_study(**{"variant": "cifar10", "seeds": [0, 1], "latent_dim": 64, "hidden_width": 8, **changes})
+
+
+def test_cifar_study_uses_paper_a_residual_net_and_checks_the_latent_grid():
+    config = cifar_study().model_config()
+    assert type(config).__name__ == "ResidualConvVAEConfig"
+    assert config.latent_channels == 1 and config.channels == 8 and config.likelihood == "discretized_mixture_of_logistics"
+    assert cifar_study().per_seed and not tiny_study().per_seed
+    with pytest.raises(ValueError, match="latent_dim must be 64"):
+        cifar_study(latent_dim=32)
+
+
+def test_cifar_trains_one_run_per_seed_and_reports_every_seed(cifar_images, run_cache):
+    study = cifar_study()
+    results = xiao2024.train_method(study, "aug_tuned", cache=run_cache)
+    assert len(results) == 2, "BatchNorm nets: one cached run per seed"
+    curves = xiao2024.gap_curves(study, "aug_tuned", None, cache=run_cache)
+    assert all(len(row) == 2 for row in curves["test_elbo"]), curves["test_elbo"]
+    assert curves["test_elbo"][-1][0] != curves["test_elbo"][-1][1], "the seeds are different models"
+    fit = xiao2024.PerPointSettings(n_points=3, num_samples=1, learning_rate=1e-2, max_steps=20, check_every=10,
+                                    patience=1, eval_samples=5)
+    assert len(xiao2024.gaps_at_checkpoint(study, "aug_tuned", 2, fit, cache=run_cache)["G_a"]) == 2
+    attack = xiao2024.AttackSettings(n_reference=2, restarts=1, steps=2, radius=0.05)
+    result = xiao2024.robustness(study, "aug_tuned", attack, cache=run_cache)
+    assert len(result["G_r"]) == 2 and max(result["max_abs_epsilon"]) <= 0.05 + 1e-6
+
+
+def test_cifar_dmaapx_trains_its_own_diffusion_model_first(cifar_images, monkeypatch, run_cache):
+    """CIFAR-10 has no shipped DM: DMaaPx asks synthetic to train one on the study's own images."""
+    calls = {}
+
+    def fake_diffusion_model(dataset, *, retrain, steps, n_train, subset_seed, progress=None):
+        calls["dm"] = (dataset, retrain, steps, n_train, subset_seed)
+        return "trained-dm"
+
+    class Source:
+        def __call__(self, epoch):
+            return torch.full((20, 3, 32, 32), epoch / 255)
+
+        def describe(self):
+            return "fake-cifar-bank"
+
+    class Bank:
+        def data_source(self, block_size, *, num_blocks, binarize, pad_to):
+            calls["source"] = (block_size, num_blocks, binarize, pad_to)
+            return Source()
+
+    def fake_sample_bank(dataset, num_samples, *, model, **settings):
+        calls["bank"] = (dataset, num_samples, model)
+        return Bank()
+
+    monkeypatch.setattr(xiao2024.synthetic, "diffusion_model", fake_diffusion_model)
+    monkeypatch.setattr(xiao2024.synthetic, "sample_bank", fake_sample_bank)
+    study = cifar_study(bank=xiao2024.BankSettings(dm_steps=7), bank_blocks=2)
+    curves = xiao2024.learning_curves(study, "dmaapx", cache=run_cache)
+    assert calls["dm"] == ("cifar10", True, 7, 20, 0)
+    assert calls["bank"] == ("cifar10", 40, "trained-dm") and calls["source"] == (20, 2, False, 32)
+    assert len(curves["test_elbo"][-1]) == 2

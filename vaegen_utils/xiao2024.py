@@ -57,7 +57,16 @@ VARIANTS = {
     "fashion_mnist": ("fashion_mnist", "fixed_variance_gaussian", {"sigma": 0.1}),
     # Fig. 12: mixture of logistics; the number of components is not stated (UNVERIFIED).
     "fashion_mnist_mol": ("fashion_mnist", "discretized_mixture_of_logistics", {"n_components": 5}),
+    # Residual conv net (Tables 4-6) with a mixture of logistics; components not stated (UNVERIFIED;
+    # paper B's code for the same net uses 10). latent_dim = 64 m_z, hidden_width = n_c.
+    "cifar10": ("cifar10", "discretized_mixture_of_logistics", {"n_components": 10}),
 }
+# Data sets whose diffusion model is shipped in checkpoints/xiao2024/; the others train their DM first
+# (`synthetic.train_pretrained`, about an hour of CPU for 3000 steps) when DMaaPx needs it.
+SHIPPED_DM = ("binary_mnist", "fashion_mnist")
+# BatchNorm couples the images of a batch, so the residual net's seeds cannot be stacked into one
+# ensemble; each seed of these variants is its own cached run.
+PER_SEED_VARIANTS = ("cifar10",)
 
 # Paper A Table 7 (gaps at the end of training, nats; G_r is an MS-SSIM difference).
 TABLE7 = {
@@ -72,6 +81,12 @@ TABLE7 = {
         "dmaapx": {"G_g": 136.57, "G_a": 593.39, "G_r": 0.31},
         "aug_tuned": {"G_g": 614.93, "G_a": 815.52, "G_r": 0.21},
         "aug_naive": {"G_g": 500.33, "G_a": 729.83, "G_r": 0.11},
+    },
+    "cifar10": {
+        "normal": {"G_g": 841.54, "G_a": 835.86, "G_r": 0.41},
+        "dmaapx": {"G_g": 5.44, "G_a": 288.82, "G_r": 0.30},
+        "aug_tuned": {"G_g": 94.28, "G_a": 328.08, "G_r": 0.35},
+        "aug_naive": {"G_g": 228.05, "G_a": 390.25, "G_r": 0.35},
     },
     # Fig. 12 (generalization gaps only).
     "fashion_mnist_mol": {
@@ -99,19 +114,23 @@ class BankSettings:
     sampler   "ddim" (deterministic; paper A: EDM's Heun sampler with 18 steps, App. D).
     steps     sampler steps.
     seed      seed of the initial noise (sample i always gets the same noise, so banks extend).
+    dm_steps  training steps of a DM that is not shipped (CIFAR-10): trained once into the cache on
+              the study's own training images (paper A App. D: the DM sees only D_train).
     """
 
     stage: str = "final"
     sampler: str = "ddim"
-    steps: int = 10
+    steps: int = 20
     seed: int = 0
     precision: str = "bfloat16"
+    dm_steps: int = 3000
 
     def __post_init__(self) -> None:
         if self.stage not in ("final", "early"):
             raise ValueError(f"stage must be 'final' or 'early' (the shipped diffusion checkpoints), got {self.stage!r}")
         _require_int("steps", self.steps, 1)
         _require_int("seed", self.seed, 0)
+        _require_int("dm_steps", self.dm_steps, 1)
 
     def with_changes(self, **changes) -> "BankSettings":
         return dataclasses.replace(self, **changes)
@@ -168,6 +187,10 @@ class Study:
         _require_int("batch_size", self.batch_size, 1, self.n_train, hint="at most n_train")
         if not isinstance(self.bank, BankSettings):
             raise ValueError(f"bank must be a BankSettings, got {type(self.bank).__name__}")
+        if self.variant == "cifar10" and self.latent_dim % 64:
+            raise ValueError(
+                f"cifar10: latent_dim must be 64 * m_z (m_z latent channels on the 8x8 grid, paper A Table 4), got {self.latent_dim}"
+            )
 
     @property
     def dataset(self) -> str:
@@ -190,17 +213,27 @@ class Study:
     def eval_epochs(self) -> list[int]:
         return sorted(set(range(self.eval_every, self.epochs + 1, self.eval_every)) | set(self.checkpoint_epochs()))
 
-    def model_config(self) -> models.MLPVAEConfig:
+    @property
+    def per_seed(self) -> bool:
+        """True when each seed trains as its own run (BatchNorm nets cannot be stacked)."""
+        return self.variant in PER_SEED_VARIANTS
+
+    def model_config(self) -> models.MLPVAEConfig | models.ResidualConvVAEConfig:
+        if self.variant == "cifar10":  # paper A Tables 4-6: m_z = latent_dim / 64, n_c = hidden_width
+            return models.xiao2024_resnet(
+                self.latent_dim // 64, self.hidden_width, likelihood=self.likelihood, likelihood_options=VARIANTS[self.variant][2]
+            )
         base = models.xiao2024_mlp(self.likelihood, likelihood_options=VARIANTS[self.variant][2])
         return dataclasses.replace(base, latent_dim=self.latent_dim, hidden_sizes=(self.hidden_width,) * len(base.hidden_sizes))
 
-    def train_config(self) -> training.TrainConfig:
+    def train_config(self, seed: int | None = None) -> training.TrainConfig:
+        """The ensemble's config, or (seed given) the config of that seed's own run (per-seed variants)."""
         return training.TrainConfig(
             epochs=self.epochs,
             batch_size=self.batch_size,
             learning_rate=self.learning_rate,
-            seed=self.seeds[0],  # the shared batch order
-            member_seeds=list(self.seeds),
+            seed=self.seeds[0] if seed is None else seed,  # the shared batch order
+            member_seeds=list(self.seeds) if seed is None else None,
             checkpoint_epochs=self.checkpoint_epochs(),
             eval_epochs=self.eval_epochs(),
             num_eval_samples=1,
@@ -212,6 +245,23 @@ class Study:
 
     def to_dict(self) -> dict:
         return {**dataclasses.asdict(self), "seeds": list(self.seeds), "likelihood": self.likelihood}
+
+
+def available_variants(variants: Sequence[str]) -> list[str]:
+    """The variants whose data set can be had here; prints one line for each that cannot (CIFAR-10 has
+    no offline source: it runs wherever it can be downloaded or is already in the data cache)."""
+    available = data.available_datasets()
+    kept = []
+    for variant in variants:
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {sorted(VARIANTS)} (paper A Table 3), got {variant!r}")
+        dataset = VARIANTS[variant][0]
+        if available.get(dataset, False):
+            kept.append(variant)
+        else:
+            print(f"{variant}: skipped, the {dataset} data are not in the data cache and cannot be downloaded here "
+                  f"(see README 'Data'; `data.load_dataset({dataset!r}, 'train')` with network access caches them once)")
+    return kept
 
 
 def check_method(method: str) -> str:
@@ -240,9 +290,16 @@ def load_images(study: Study) -> tuple[torch.Tensor, torch.Tensor]:
 def bank(study: Study, blocks: int | None = None, *, progress: bool | None = None) -> diffusion.SampleBank:
     """The diffusion-model sample bank with at least `blocks` x n_train samples (generated once, cached)."""
     settings = study.bank
+    model = None
+    if study.dataset not in SHIPPED_DM:  # no shipped DM (CIFAR-10): train it on the study's own images
+        model = synthetic.diffusion_model(
+            study.dataset, retrain=True, steps=settings.dm_steps, n_train=study.n_train, subset_seed=study.subset_seed,
+            progress=progress,
+        )
     return synthetic.sample_bank(
         study.dataset,
         study.bank_size(blocks),
+        model=model,
         stage=settings.stage,
         sampler=settings.sampler,
         steps=settings.steps,
@@ -261,11 +318,20 @@ def _data_source(study: Study, method: str, progress: bool | None):
 
 
 def _batch_transform(study: Study, method: str):
-    if method == "aug_naive":
-        return augment.aug_naive(binary=study.binary)
-    if method == "aug_tuned":
-        return augment.aug_tuned("mnist", binary=study.binary)
+    colour = study.dataset == "cifar10"
+    if method == "aug_naive":  # Table 8 (all data sets); natural images are mirrored at the border
+        return augment.aug_naive(binary=study.binary, padding_mode="reflection" if colour else "zeros")
+    if method == "aug_tuned":  # Table 9 (MNIST-type) or Table 10 (CIFAR-10)
+        return augment.aug_tuned("cifar10" if colour else "mnist", binary=study.binary)
     return None
+
+
+def _bank_spec(study: Study) -> dict:
+    """The bank settings that decide DMaaPx's data (dm_steps only matters when the DM is trained here)."""
+    spec = dataclasses.asdict(study.bank)
+    if study.dataset in SHIPPED_DM:
+        spec.pop("dm_steps")
+    return spec
 
 
 # --------------------------------------------------------------------------------------------
@@ -273,12 +339,13 @@ def _batch_transform(study: Study, method: str):
 # --------------------------------------------------------------------------------------------
 
 
-def _arguments(study: Study, method: str, progress: bool | None = None) -> dict:
+def _arguments(study: Study, method: str, progress: bool | None = None, seed: int | None = None) -> dict:
+    """train_cached's arguments: the seed ensemble, or (seed given) one seed's own run."""
     check_method(method)
     train_images, test_images = load_images(study)
     return {
-        "model_config": [study.model_config()] * len(study.seeds),
-        "train_config": study.train_config(),
+        "model_config": [study.model_config()] * len(study.seeds) if seed is None else study.model_config(),
+        "train_config": study.train_config(seed),
         "data_spec": {
             "dataset": study.dataset,
             "n_train": study.n_train,
@@ -287,12 +354,12 @@ def _arguments(study: Study, method: str, progress: bool | None = None) -> dict:
             "test": f"first {study.n_test} test images",
             "method": method,
             # The bank settings matter only to DMaaPx; other methods keep their cache entries when they change.
-            "bank": dataclasses.asdict(study.bank) if method == "dmaapx" else None,
+            "bank": _bank_spec(study) if method == "dmaapx" else None,
             "bank_blocks": study.bank_blocks if method == "dmaapx" else None,
         },
         "images": train_images,
         "eval_sets": {"train": train_images, "test": test_images},
-        "model_seed": list(study.seeds),
+        "model_seed": list(study.seeds) if seed is None else seed,
         "data_source": _data_source(study, method, progress),
         "batch_transform": _batch_transform(study, method),
     }
@@ -303,10 +370,20 @@ def _run_name(study: Study, method: str) -> str:
     return f"xiao2024-{study.variant}-{method}{extra}-z{study.latent_dim}-h{study.hidden_width}-e{study.epochs}"
 
 
+def _seed_runs(study: Study) -> list[int | None]:
+    """[None] (one stacked ensemble of all seeds) or one entry per seed (per-seed variants)."""
+    return list(study.seeds) if study.per_seed else [None]
+
+
 @functools.lru_cache(maxsize=64)
 def run_key(study: Study, method: str) -> str:
-    """Cache key of one (study, method) training run; part of every key derived from it."""
-    arguments = _arguments(study, method)
+    """Cache key of the (study, method) training run(s); part of every key derived from them."""
+    keys = [_run_key(study, method, seed) for seed in _seed_runs(study)]
+    return keys[0] if len(keys) == 1 else vcache.config_key({"per_seed_runs": keys})
+
+
+def _run_key(study: Study, method: str, seed: int | None) -> str:
+    arguments = _arguments(study, method, seed=seed)
     return vcache.config_key(
         vcache.training_key_config(
             arguments["model_config"],
@@ -323,24 +400,39 @@ def run_key(study: Study, method: str) -> str:
 
 def train_method(
     study: Study, method: str, *, cache: vcache.RunCache | None = None, progress: bool | None = None
-) -> training.TrainResult:
-    """Train (or load) the seed ensemble of `study` with `method`; returns the `TrainResult`."""
-    return vcache.train_cached(**_arguments(study, method, progress), cache=cache, progress=progress, name=_run_name(study, method))
+) -> list[training.TrainResult]:
+    """Train (or load) `study` with `method`: [the seed ensemble's TrainResult], or one per seed."""
+    return [
+        vcache.train_cached(
+            **_arguments(study, method, progress, seed=seed),
+            cache=cache,
+            progress=progress,
+            name=_run_name(study, method) + ("" if seed is None else f"-seed{seed}"),
+        )
+        for seed in _seed_runs(study)
+    ]
 
 
-def load_checkpoint(study: Study, method: str, epoch: int, *, cache: vcache.RunCache | None = None) -> torch.nn.Module:
+def _checkpoint_runs(study: Study, method: str, epoch: int, cache: vcache.RunCache | None) -> list[torch.nn.Module]:
+    """The saved model of every run at `epoch`: [the seed ensemble] or one model per seed."""
     if epoch not in study.checkpoint_epochs():
         raise ValueError(f"epoch {epoch} has no checkpoint; checkpoints: {study.checkpoint_epochs()}")
-    return training.load_checkpoint(train_method(study, method, cache=cache).run_dir, epoch)
+    return [training.load_checkpoint(result.run_dir, epoch) for result in train_method(study, method, cache=cache)]
+
+
+def load_checkpoint(study: Study, method: str, epoch: int, *, cache: vcache.RunCache | None = None) -> list[torch.nn.Module]:
+    """The models saved at `epoch`, one per seed (ensembles are split into their members)."""
+    return [member for model in _checkpoint_runs(study, method, epoch, cache) for member in models_of(model)]
 
 
 def learning_curves(study: Study, method: str, *, cache: vcache.RunCache | None = None) -> dict:
     """{"epochs": [E], "train_elbo": [E][M], "test_elbo": [E][M], "seconds": float}: ELBO on the real sets."""
-    result = train_method(study, method, cache=cache)
-    curves = {"epochs": [row["epoch"] for row in result.rows("test")]}
+    results = train_method(study, method, cache=cache)
+    curves = {"epochs": [row["epoch"] for row in results[0].rows("test")]}
     for split in ("train", "test"):
-        curves[f"{split}_elbo"] = [_as_list(row["elbo"]) for row in result.rows(split)]
-    curves["seconds"] = result.train_seconds
+        per_run = [[_as_list(row["elbo"]) for row in result.rows(split)] for result in results]
+        curves[f"{split}_elbo"] = [sum(rows, []) for rows in zip(*per_run)]  # [E][M]: the seeds side by side
+    curves["seconds"] = sum(result.train_seconds for result in results)
     return curves
 
 
@@ -378,17 +470,17 @@ def gaps_at_checkpoint(
     }
 
     def compute() -> dict:
-        model = load_checkpoint(study, method, epoch, cache=cache)
-        x = load_images(study)[1][: fit.n_points]  # (n_points, 1, 32, 32)
-        gap = estimators.amortization_gap(
-            model, x, eval_samples=fit.eval_samples, generator=make_generator(fit.seed), **fit.fit_options()
-        )
-        return {
-            "amortized_elbo": gap.elbo_amortized.double().mean(dim=-1).reshape(-1).tolist(),
-            "optimal_elbo": gap.elbo_optimal.double().mean(dim=-1).reshape(-1).tolist(),
-            "G_a": gap.gap.double().mean(dim=-1).reshape(-1).tolist(),
-            "fraction_converged": gap.fit.converged.double().mean(dim=-1).reshape(-1).tolist(),
-        }
+        x = load_images(study)[1][: fit.n_points]  # (n_points, C, 32, 32)
+        out = {name: [] for name in ("amortized_elbo", "optimal_elbo", "G_a", "fraction_converged")}
+        for model in _checkpoint_runs(study, method, epoch, cache):  # the seed ensemble, or one model per seed
+            gap = estimators.amortization_gap(
+                model, x, eval_samples=fit.eval_samples, generator=make_generator(fit.seed), **fit.fit_options()
+            )  # fields (M, n_points) for an ensemble, (n_points,) for one model
+            out["amortized_elbo"] += gap.elbo_amortized.double().mean(dim=-1).reshape(-1).tolist()
+            out["optimal_elbo"] += gap.elbo_optimal.double().mean(dim=-1).reshape(-1).tolist()
+            out["G_a"] += gap.gap.double().mean(dim=-1).reshape(-1).tolist()
+            out["fraction_converged"] += gap.fit.converged.double().mean(dim=-1).reshape(-1).tolist()
+        return out
 
     return _cached(cache, f"gap-{_run_name(study, method)}-e{epoch}", "amortization_gap", key, compute)
 
@@ -438,10 +530,14 @@ class AttackSettings:
 
 
 @functools.lru_cache(maxsize=4)
-def _reference_indices(dataset: str, n_test: int, n_reference: int, seed: int) -> torch.Tensor:
+def _test_labels(dataset: str, n_test: int) -> torch.Tensor | None:
     labels = data.load_dataset(dataset, "test").labels
-    labels = None if labels is None else labels[:n_test]
-    return robust.reference_images(torch.empty(n_test, 0), labels, n_reference, seed=seed)
+    return None if labels is None else labels[:n_test]
+
+
+def _reference_indices(dataset: str, n_test: int, n_reference: int, seed: int) -> torch.Tensor:
+    """Reference test images stratified by class, as Kuzina et al.'s attack code picks them."""
+    return robust.reference_images(torch.empty(n_test, 0), _test_labels(dataset, n_test), n_reference, seed=seed)
 
 
 def robustness(
@@ -464,11 +560,11 @@ def robustness(
     }
 
     def compute() -> dict:
-        ensemble = load_checkpoint(study, method, epoch, cache=cache)
+        seed_models = load_checkpoint(study, method, epoch, cache=cache)
         indices = _reference_indices(study.dataset, study.n_test, attack.n_reference, attack.seed)
         x = load_images(study)[1][indices]  # (n_reference, 1, 32, 32)
         out = {name: [] for name in ("G_r", "input_ms_ssim", "reconstruction_ms_ssim", "skl", "max_abs_epsilon")}
-        for member_model in models_of(ensemble):
+        for member_model in seed_models:
             result = robust.encoder_attack(
                 member_model, x, radius=attack.radius, steps=attack.steps, restarts=attack.restarts,
                 learning_rate=attack.learning_rate, seed=attack.seed,
