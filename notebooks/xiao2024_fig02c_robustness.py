@@ -161,7 +161,7 @@ for (left, right), variant in zip(axes, VARIANTS):
         color, label = COLORS[method], xiao2024.METHOD_LABELS[method]
         left.plot(epochs, [np.mean(r["reconstruction_ms_ssim"]) for r in rows], "o-", color=color, markersize=3, label=label)
         left.plot(epochs, [np.mean(r["input_ms_ssim"]) for r in rows], ":", color=color, linewidth=0.9)
-    left.set_title(f"{variant}: MS-SSIM[x̃_r, x̃_a] (solid) and MS-SSIM[x_r, x_a] (dotted)", loc="left", fontsize=9)
+    left.set_title(f"{variant}: MS-SSIM over training\n(solid: reconstructions x̃_r, x̃_a; dotted: inputs x_r, x_a)", loc="left", fontsize=9)
     left.set_xlabel("effective epoch")
     left.set_ylabel("MS-SSIM")
     left.legend(fontsize=7)
