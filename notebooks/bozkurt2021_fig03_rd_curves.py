@@ -44,17 +44,26 @@ PRECISION = "bfloat16"  # CPU bf16 autocast for training (evaluation is float32)
 DENSE_SPLIT = "random"  # CV(82k/82k): the 50/50 random split (§4.2, split 1)
 SPARSE_SPLIT = "cv-16k"  # CV(16k/147k) (§4.2, split 4)
 CHECKERBOARD_SPLIT = "checkerboard"  # 82k/82k, out-of-domain (§4.2, split 2)
-# Adam steps per sweep (paper: 257k for every model, §4.3). cpu: 640 = one epoch of the 82k splits,
-# five of CV(16k/147k); a 12-member MLP step costs 0.1-0.7 s here (Adam over 12 x 3.1M parameters is
-# memory-bound), so the cpu budget (all five notebooks in ~25 min on 2 cores) allows no more.
-ITERATIONS_BY_PROFILE = {"smoke": 2, "cpu": 640, "paper": 257_000}
-# CNN sweeps cost ~5x an MLP sweep per step on this CPU (grouped convs are memory-bound): one epoch.
+# Adam steps per sweep (paper: 257k for every model, §4.3). A 12-member sweep step costs ~0.11 s
+# (1-layer MLP) to ~0.14 s (3-layer MLP) on 2 idle cores (memory-bound: bf16 casts and Adam over
+# 12 x 3-4M parameters), so the cpu budget (five notebooks in 25 min) is ~10k sweep steps in all;
+# they go where a claim can be reached (see "What was reduced" at the end).
+ITERATIONS_BY_PROFILE = {"smoke": 2, "cpu": 640, "paper": 257_000}  # 1-layer MLPs; 3-layer MLP on CV(82k/82k)
+# 3-layer MLPs on CV(16k/147k): 8 epochs, past the initial plateau that the 3-layer MLP leaves after
+# ~500-1,000 steps (β <= 0.5), so that its curve shape and MI (fig08) describe a model that reconstructs.
+SPARSE_MLP3_ITERATIONS_BY_PROFILE = {"smoke": 2, "cpu": 1024, "paper": 257_000}
+# CNN sweeps: a step costs 0.21 s (1 layer) and 0.50 s (3 layers), 2-4.5x an MLP step (grouped convs are
+# memory-bound on CPU). Training them past their plateau is out of reach; one epoch (the engine's
+# smallest unit) draws Fig. 6.
 CNN_ITERATIONS_BY_PROFILE = {"smoke": 2, "cpu": 128, "paper": 257_000}
 SPARSE_RESTARTS_BY_PROFILE = {"smoke": 1, "cpu": 2, "paper": 5}  # MLP sweeps on CV(16k/147k) (paper: 5)
 DENSE_RESTARTS_BY_PROFILE = {"smoke": 1, "cpu": 1, "paper": 5}  # MLP sweeps on CV(82k/82k) and checkerboard
 CNN_RESTARTS_BY_PROFILE = {"smoke": 1, "cpu": 1, "paper": 5}  # CNN sweeps
+# Architectures trained on the checkerboard split (paper: both). cpu: the 1-layer MLP only, the one
+# trained to the same budget on all three splits of Fig. 5.
+CHECKERBOARD_ARCHITECTURES_BY_PROFILE = {"smoke": ["mlp1"], "cpu": ["mlp1"], "paper": ["mlp1", "mlp3"]}
 MAX_TRAIN_BY_PROFILE = {"smoke": 256, "cpu": None, "paper": None}  # smoke: train on 256 points (2 steps/epoch)
-EVAL_POINTS_BY_PROFILE = {"smoke": 128, "cpu": 3000, "paper": 20_000}  # train and test points per RD evaluation
+EVAL_POINTS_BY_PROFILE = {"smoke": 128, "cpu": 2000, "paper": 20_000}  # train and test points per RD evaluation
 NN_MAX_TEST_BY_PROFILE = {"smoke": 300, "cpu": 2000, "paper": 10_000}  # test points for the NN distances
 # Claims: how many restart sd's a rise must exceed to count as a U-shape (and not count as flat).
 SD_MARGIN = 2.0  # a U needs D(β=0.001) - min D > 2 sd of the restarts; an L needs it <= 2 sd
@@ -82,7 +91,9 @@ use_style()
 # that cell, so anything computed there from PROFILE would keep the default profile's value.
 BETAS = by_profile(PROFILE, BETAS_BY_PROFILE)
 ITERATIONS = by_profile(PROFILE, ITERATIONS_BY_PROFILE)
+SPARSE_MLP3_ITERATIONS = by_profile(PROFILE, SPARSE_MLP3_ITERATIONS_BY_PROFILE)
 CNN_ITERATIONS = by_profile(PROFILE, CNN_ITERATIONS_BY_PROFILE)
+CHECKERBOARD_ARCHITECTURES = by_profile(PROFILE, CHECKERBOARD_ARCHITECTURES_BY_PROFILE)
 SPARSE_RESTARTS = by_profile(PROFILE, SPARSE_RESTARTS_BY_PROFILE)
 DENSE_RESTARTS = by_profile(PROFILE, DENSE_RESTARTS_BY_PROFILE)
 CNN_RESTARTS = by_profile(PROFILE, CNN_RESTARTS_BY_PROFILE)
@@ -116,9 +127,8 @@ plan = {
     (DENSE_SPLIT, "mlp1"): specs("mlp1", ITERATIONS, DENSE_RESTARTS),
     (DENSE_SPLIT, "mlp3"): specs("mlp3", ITERATIONS, DENSE_RESTARTS),
     (SPARSE_SPLIT, "mlp1"): specs("mlp1", ITERATIONS, SPARSE_RESTARTS),
-    (SPARSE_SPLIT, "mlp3"): specs("mlp3", ITERATIONS, SPARSE_RESTARTS),
-    (CHECKERBOARD_SPLIT, "mlp1"): specs("mlp1", ITERATIONS, DENSE_RESTARTS),
-    (CHECKERBOARD_SPLIT, "mlp3"): specs("mlp3", ITERATIONS, DENSE_RESTARTS),
+    (SPARSE_SPLIT, "mlp3"): specs("mlp3", SPARSE_MLP3_ITERATIONS, SPARSE_RESTARTS),
+    **{(CHECKERBOARD_SPLIT, arch): specs(arch, ITERATIONS, DENSE_RESTARTS) for arch in CHECKERBOARD_ARCHITECTURES},
     (SPARSE_SPLIT, "cnn1"): specs("cnn1", CNN_ITERATIONS, CNN_RESTARTS),
     (SPARSE_SPLIT, "cnn3"): specs("cnn3", CNN_ITERATIONS, CNN_RESTARTS),
 }
@@ -152,9 +162,14 @@ reconstructions = {
 COLORS = {"mlp1": "tab:orange", "mlp3": "tab:blue", "cnn1": "tab:red", "cnn3": "tab:purple"}
 
 
+def iterations_label(key):
+    """Adam steps of a curve's sweeps, for legends: budgets differ between curves in the cpu profile."""
+    return f"{runs[key][0]['iterations']:,} it."
+
+
 def rd_panel(ax, keys, part, title, labels=None, linestyles=None):
     for index, key in enumerate(keys):
-        label = labels[index] if labels else bozkurt2021.ARCHITECTURE_LABELS[key[1]]
+        label = labels[index] if labels else f"{bozkurt2021.ARCHITECTURE_LABELS[key[1]]} ({iterations_label(key)})"
         bozkurt2021.plot_rd_curve(ax, curves[key], part, label=label, color=COLORS[key[1]] if not labels else f"C{index}",
                         linestyle=(linestyles or ["-"] * len(keys))[index])
     best = min(float(np.min(curves[key].mean(part, "rate") + curves[key].mean(part, "distortion"))) for key in keys)
@@ -199,9 +214,10 @@ plt.show()
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(7.2, 3.3))
 for ax, architecture in zip(axes, ("mlp1", "mlp3")):
-    keys = [(DENSE_SPLIT, architecture), (SPARSE_SPLIT, architecture), (CHECKERBOARD_SPLIT, architecture)]
+    keys = [key for key in ((DENSE_SPLIT, architecture), (SPARSE_SPLIT, architecture), (CHECKERBOARD_SPLIT, architecture))
+            if key in curves]  # the cpu profile trains the checkerboard split for the 1-layer MLP only
     rd_panel(ax, keys, "test", f"{bozkurt2021.ARCHITECTURE_LABELS[architecture]}, test",
-             labels=[splits[key[0]].label for key in keys])
+             labels=[f"{splits[key[0]].label} ({iterations_label(key)})" for key in keys])
 axes[0].legend(loc="center right")
 fig.suptitle("Bozkurt et al. 2021, Fig. 5: test RD curves of three splits (☆ = β=1)", fontsize=9)
 fig.tight_layout()
@@ -212,7 +228,8 @@ fig, axes = plt.subplots(1, 2, figsize=(7.2, 3.3))
 for ax, part in zip(axes, ("train", "test")):
     keys = [(SPARSE_SPLIT, arch) for arch in ("mlp1", "mlp3", "cnn1", "cnn3")]
     for key in keys:
-        bozkurt2021.plot_rd_curve(ax, curves[key], part, label=bozkurt2021.ARCHITECTURE_LABELS[key[1]], color=COLORS[key[1]])
+        bozkurt2021.plot_rd_curve(ax, curves[key], part, label=f"{bozkurt2021.ARCHITECTURE_LABELS[key[1]]} ({iterations_label(key)})",
+                                  color=COLORS[key[1]])
     ax.margins(0.08)
     bozkurt2021.add_elbo_isolines(ax)
     ax.set_xlabel("rate R (nats)")
@@ -233,20 +250,20 @@ plt.show()
 # %%
 claims = []
 # Facts the notes below refer to. At convergence a 3-layer MLP fits at least as well as a 1-layer
-# one, so a 3-layer curve lying far above the 1-layer curve means it is still on its initial
-# plateau: its shape then says how far optimisation got, not how it generalizes.
-iterations_done = runs[(SPARSE_SPLIT, "mlp1")][0]["iterations"]
-sparse_epochs = runs[(SPARSE_SPLIT, "mlp1")][0]["epochs"]
-plateau_gap = float(np.mean(curves[(SPARSE_SPLIT, "mlp3")].mean("test", "distortion")
-                            - curves[(SPARSE_SPLIT, "mlp1")].mean("test", "distortion")))
-three_layer_underfit = plateau_gap > 0
-restart_sd_3 = float(np.median(curves[(SPARSE_SPLIT, "mlp3")].sd("test", "distortion")))
-underfit_note = (
-    f"After {iterations_done} iterations the 3-layer MLPs are still on their initial plateau: their test D is "
-    f"{plateau_gap:.0f} nats above the 1-layer MLP's on average, with a restart sd of {restart_sd_3:.0f} nats "
-    "(one restart leaves the plateau at some β, the other not), so this verdict reflects optimisation speed, "
-    "not generalization." if three_layer_underfit else None
-)
+# one, so a 3-layer curve lying above the 1-layer curve means it is still underfit (early on, on its
+# initial plateau): its shape then says how far optimisation got, not how it generalizes.
+steps = {key: group[0]["iterations"] for key, group in runs.items()}
+epochs = {key: group[0]["epochs"] for key, group in runs.items()}
+
+
+def excess_of_3layer(split_name, part="test"):
+    """Mean over β of the 3-layer minus the 1-layer MLP's D + R (the β=1 negative ELBO), nats."""
+    return float(np.mean(-curves[(split_name, "mlp3")].mean(part, "elbo") + curves[(split_name, "mlp1")].mean(part, "elbo")))
+
+
+dense_excess, sparse_excess = excess_of_3layer(DENSE_SPLIT), excess_of_3layer(SPARSE_SPLIT)
+sparse3_gap = curves[(SPARSE_SPLIT, "mlp3")].gap().mean(axis=0)  # test D - train D per β
+sparse1_gap = curves[(SPARSE_SPLIT, "mlp1")].gap().mean(axis=0)
 
 
 def shape_of(key, part="test", metric="distortion"):
@@ -275,82 +292,107 @@ claims.append(Claim(
     statement="CV(82k/82k): the 3-layer MLP is better than the 1-layer MLP at every β (curve shifted to the bottom left)",
     reported="3-layer below-left of 1-layer at every β",
     measured={"test_D_plus_R_mlp1": dense_neg_elbo["mlp1"].round(1).tolist(),
-              "test_D_plus_R_mlp3": dense_neg_elbo["mlp3"].round(1).tolist()},
+              "test_D_plus_R_mlp3": dense_neg_elbo["mlp3"].round(1).tolist(),
+              "iterations": {"mlp1": steps[(DENSE_SPLIT, "mlp1")], "mlp3": steps[(DENSE_SPLIT, "mlp3")]}},
     tolerance="test D + R (the β=1 negative ELBO) of the 3-layer MLP strictly lower at all 12 β",
     holds=better_everywhere,
-    note=None if better_everywhere else underfit_note,
+    note=None if better_everywhere else (
+        f"Underfitting, not generalization: after {steps[(DENSE_SPLIT, 'mlp3')]} steps (one epoch) the 3-layer MLP's "
+        f"test D + R is {dense_excess:.0f} nats above the 1-layer MLP's on average; even on CV(16k/147k), with "
+        f"{steps[(SPARSE_SPLIT, 'mlp3')]} steps, it stays {sparse_excess:.0f} nats above the 1-layer MLP's "
+        f"({steps[(SPARSE_SPLIT, 'mlp1')]} steps), so overtaking it takes more steps than the cpu budget holds."),
 ))
 
 # Fig. 3 bottom, 1-layer: "the distortion on the test set initially decreases, achieves a minimum, and somewhat increases".
 sparse_1 = shape_of((SPARSE_SPLIT, "mlp1"))
+u_1layer = bozkurt2021.is_u_shaped(sparse_1, SD_MARGIN)
 claims.append(Claim(
     id="fig3_sparse_1layer_u_shape", paper="bozkurt2021", figure="Fig. 3 (bottom)",
     statement="CV(16k/147k), 1-layer MLP: test distortion is U-shaped in β (minimum at an interior β)",
     reported="interior minimum, rising towards β=0.001", measured=sparse_1,
     tolerance=f"argmin over β is neither the smallest nor the largest β, and D(β=0.001) - min D > {SD_MARGIN:g} sd of the restarts",
-    holds=bozkurt2021.is_u_shaped(sparse_1, SD_MARGIN),
-    note=None if bozkurt2021.is_u_shaped(sparse_1, SD_MARGIN) else (
-        f"The 1-layer curve is monotone: test D is lowest at β = {sparse_1['argmin_beta']:g}. After {sparse_epochs} "
-        f"epochs ({iterations_done} iterations; paper ~2,000 epochs) the train-test gap is "
-        f"{float(curves[(SPARSE_SPLIT, 'mlp1')].gap().mean()):.1f} nats and nearly constant in β: the small-β models "
-        "have not yet overfitted, which is what bends the paper's curve up (its early-stopped curves are monotone too)."),
+    holds=u_1layer,
+    note=None if u_1layer else (
+        f"Too early to overfit: after {epochs[(SPARSE_SPLIT, 'mlp1')]} epochs ({steps[(SPARSE_SPLIT, 'mlp1')]} steps; paper "
+        f"~2,000 epochs) the train-test gap is {sparse1_gap[0]:.1f} nats at β = 0.001 and {sparse1_gap[-1]:.1f} at β = 5, "
+        f"so the small-β models still generalize best (test D lowest at β = {sparse_1['argmin_beta']:g}); the paper's U "
+        "appears only after long training (its early-stopped curves are monotone too)."),
 ))
 
 # Fig. 3 bottom, 3-layer: "generalization improves as we reduce β" (an L-shape, no rise at small β).
 sparse_3 = shape_of((SPARSE_SPLIT, "mlp3"))
+l_3layer = bozkurt2021.is_l_shaped(sparse_3, SD_MARGIN)
 claims.append(Claim(
     id="fig3_sparse_3layer_l_shape", paper="bozkurt2021", figure="Fig. 3 (bottom)",
     statement="CV(16k/147k), 3-layer MLP: test distortion keeps falling as β falls (L-shaped, no rise at small β)",
     reported="monotone: lowest test D at the smallest β", measured=sparse_3,
     tolerance=f"D(β=0.001) - min D <= {SD_MARGIN:g} sd of the restarts (or the minimum is at β=0.001)",
-    holds=bozkurt2021.is_l_shaped(sparse_3, SD_MARGIN),
-    note=underfit_note,
+    holds=l_3layer,
+    note=(f"The 3-layer MLPs had {steps[(SPARSE_SPLIT, 'mlp3')]} steps ({epochs[(SPARSE_SPLIT, 'mlp3')]} epochs) and are still "
+          f"underfit ({sparse_excess:.0f} nats above the 1-layer curve in D + R): the L is that of a model that has not "
+          "begun to overfit, as for the 1-layer MLP, not yet the paper's high-capacity regime."),
 ))
 
 # Fig. 3 bottom, 3-layer: "the test-set lower bound ... achieves a maximum at β = 0.1".
 sparse_elbo = curves[(SPARSE_SPLIT, "mlp3")].mean("test", "elbo")
 peak_beta = bozkurt2021.best_beta(BETAS, sparse_elbo)
+peak_holds = bool(peak_beta in bozkurt2021.grid_neighbours(BETAS, 0.1))
 claims.append(Claim(
     id="fig3_sparse_3layer_elbo_peak", paper="bozkurt2021", figure="Fig. 3 (bottom)",
     statement="CV(16k/147k), 3-layer MLP: the test ELBO (-D-R) is best near β = 0.1",
-    reported=0.1, measured={"argmax_beta": peak_beta, "test_elbo": sparse_elbo.round(1).tolist()},
+    reported=0.1, measured={"argmax_beta": peak_beta, "test_elbo": sparse_elbo.round(1).tolist(),
+                            "gap_D_nats": sparse3_gap.round(2).tolist()},
     tolerance=f"argmax within one grid step of 0.1: {bozkurt2021.grid_neighbours(BETAS, 0.1)}",
-    holds=bool(peak_beta in bozkurt2021.grid_neighbours(BETAS, 0.1)),
-    note=underfit_note,
+    holds=peak_holds,
+    note=(("Holds by the tolerance, but not for the paper's reason" if peak_holds else
+           f"The test ELBO peaks at β = {peak_beta:g}") +
+          ": the paper's peak at 0.1 comes with memorization at large β (a train-test gap that grows with β), while here "
+          f"the gap is flat ({sparse3_gap.min():.1f}-{sparse3_gap.max():.1f} nats over β): the 3-layer MLP has not fitted "
+          "the training set, and an underfit VAE's test ELBO also peaks at an intermediate β, where D + R is smallest."),
 ))
 
 # Fig. 5: "similar generalization performance for the Checkerboard and CV (16k/147k) splits".
 closeness = {}
-for arch in ("mlp1", "mlp3"):
+for arch in CHECKERBOARD_ARCHITECTURES:
     checker = curves[(CHECKERBOARD_SPLIT, arch)].mean("test", "distortion")
     closeness[arch] = {
         "to_sparse": float(np.mean(np.abs(checker - curves[(SPARSE_SPLIT, arch)].mean("test", "distortion")))),
         "to_dense": float(np.mean(np.abs(checker - curves[(DENSE_SPLIT, arch)].mean("test", "distortion")))),
     }
+# The three curves of an architecture must share one iteration budget (640 is 641 steps on the
+# checkerboard's 82,021 training points: whole epochs), else the comparison measures training length.
+comparable = all(plan[(name, arch)][0].iterations == plan[(CHECKERBOARD_SPLIT, arch)][0].iterations
+                 for arch in CHECKERBOARD_ARCHITECTURES for name in (DENSE_SPLIT, SPARSE_SPLIT))
 claims.append(Claim(
     id="fig5_checkerboard_like_sparse", paper="bozkurt2021", figure="Fig. 5",
     statement="Checkerboard test RD curves are close to CV(16k/147k)'s rather than CV(82k/82k)'s",
     reported="checkerboard ≈ CV(16k/147k)", measured=closeness,
-    tolerance="mean |ΔD| over β to CV(16k/147k) smaller than to CV(82k/82k), for both architectures",
-    holds=bool(all(value["to_sparse"] < value["to_dense"] for value in closeness.values())),
-    note="Holds by the tolerance, but the three 1-layer curves differ by only a few nats at this scale; the "
-         "3-layer comparison is dominated by the plateau noise described in the other notes." if three_layer_underfit else None,
+    tolerance="mean |ΔD| over β to CV(16k/147k) smaller than to CV(82k/82k), for every architecture trained on the "
+              f"checkerboard split ({', '.join(CHECKERBOARD_ARCHITECTURES)})",
+    holds=bool(comparable and all(value["to_sparse"] < value["to_dense"] for value in closeness.values())),
+    note=(f"The three 1-layer curves (one budget of {plan[(CHECKERBOARD_SPLIT, 'mlp1')][0].iterations} iterations: one epoch "
+          "of the 82k splits, five of CV(16k/147k)) differ by only a few nats at this scale, so the verdict rests on small "
+          "differences; the 3-layer MLP is not trained on the checkerboard split in this profile."
+          if "mlp3" not in CHECKERBOARD_ARCHITECTURES else None),
 ))
 
 # Fig. 6: "a monotonic curve for 3-layer CNNs and only a small degree of non-monotonicity in the 1-layer CNN".
 cnn_shapes = {arch: shape_of((SPARSE_SPLIT, arch)) for arch in ("mlp1", "cnn1", "cnn3")}
+cnn_holds = bool(cnn_shapes["cnn1"]["rise"] <= cnn_shapes["mlp1"]["rise"] and cnn_shapes["cnn3"]["rise"] <= cnn_shapes["mlp1"]["rise"]
+                 and cnn_shapes["cnn3"]["argmin_beta"] == min(BETAS))
 claims.append(Claim(
     id="fig6_cnn_closer_to_monotonic", paper="bozkurt2021", figure="Fig. 6",
     statement="CV(16k/147k): CNN curves are closer to monotonic than the 1-layer MLP's",
     reported="3-layer CNN monotonic, 1-layer CNN slightly non-monotonic",
     measured={arch: {"rise": round(shape["rise"], 2), "argmin_beta": shape["argmin_beta"]} for arch, shape in cnn_shapes.items()},
     tolerance="rise D(β=0.001) - min D of each CNN <= that of the 1-layer MLP, and the 3-layer CNN's minimum at β=0.001",
-    holds=bool(cnn_shapes["cnn1"]["rise"] <= cnn_shapes["mlp1"]["rise"] and cnn_shapes["cnn3"]["rise"] <= cnn_shapes["mlp1"]["rise"]
-               and cnn_shapes["cnn3"]["argmin_beta"] == min(BETAS)),
-    note=(f"Nothing to be closer to: the 1-layer MLP's curve is itself monotone here (rise {cnn_shapes['mlp1']['rise']:.2f} "
-          f"nats), and the CNNs' rises ({cnn_shapes['cnn1']['rise']:.2f}, {cnn_shapes['cnn3']['rise']:.2f} nats) are "
-          f"noise-sized. The CNNs had {runs[(SPARSE_SPLIT, 'cnn1')][0]['iterations']} iterations and sit far above the "
-          "MLPs (underfit)." if cnn_shapes["mlp1"]["rise"] < 1.0 else None),
+    holds=cnn_holds,
+    note=None if cnn_holds else (
+        (f"Nothing to be closer to: the 1-layer MLP's curve is itself monotone here (rise {cnn_shapes['mlp1']['rise']:.2f} "
+         "nats); " if cnn_shapes["mlp1"]["rise"] < 1.0 else "")
+        + f"the CNNs, trained for {steps[(SPARSE_SPLIT, 'cnn1')]} steps ({epochs[(SPARSE_SPLIT, 'cnn1')]} epoch(s)), are "
+        f"underfit, with rises of {cnn_shapes['cnn1']['rise']:.2f} and {cnn_shapes['cnn3']['rise']:.2f} nats and the 3-layer "
+        f"CNN's minimum at β = {cnn_shapes['cnn3']['argmin_beta']:g}."),
 ))
 
 # %% [markdown]
@@ -369,7 +411,8 @@ path = write_results(
     profile=PROFILE,
     seed=SEED,
     config={"profile": PROFILE, "betas": BETAS, "precision": PRECISION, "iterations": ITERATIONS,
-            "cnn_iterations": CNN_ITERATIONS, "sparse_restarts": SPARSE_RESTARTS, "dense_restarts": DENSE_RESTARTS,
+            "sparse_mlp3_iterations": SPARSE_MLP3_ITERATIONS, "cnn_iterations": CNN_ITERATIONS,
+            "checkerboard_architectures": CHECKERBOARD_ARCHITECTURES, "sparse_restarts": SPARSE_RESTARTS, "dense_restarts": DENSE_RESTARTS,
             "cnn_restarts": CNN_RESTARTS, "max_train": MAX_TRAIN, "eval_points": EVAL_POINTS,
             "nn_max_test": NN_MAX_TEST, "batch_size": bozkurt2021.BATCH_SIZE, "learning_rate": bozkurt2021.LEARNING_RATE,
             "splits": {name: split.spec() for name, split in splits.items()}},
@@ -393,38 +436,54 @@ for key, curve in curves.items():
 # %% [markdown]
 # ## What was reduced, and why
 #
-# The paper trained every model for 257,000 Adam steps with 5 restarts. One 12-member β sweep step
-# costs 0.1-0.7 s on the two shared cores here (Adam over 12 × 3.1M parameters is memory-bound;
-# bfloat16 autocast speeds up only the matrix products), so the cpu profile keeps the paper's
-# β grid, networks, batch size and splits and cuts the rest:
+# The paper trained every model for 257,000 Adam steps with 5 restarts. Measured here (2 cores,
+# batch 128, one step of a 12-member β-sweep ensemble; minimum of three timed runs):
 #
-# - **Iterations**: 640 per MLP sweep (0.25% of the paper): one epoch of CV(82k/82k) and of the
-#   checkerboard split, five of CV(16k/147k) (paper: ~400 and ~2,000 epochs). CNN sweeps: 128
-#   (one epoch of CV(16k/147k)), since a CNN step costs ~5× an MLP step (grouped convolutions are
-#   memory-bound on CPU; `vaegen_utils.ensemble.EnsembleConvVAE`).
-# - **Restarts**: 2 on CV(16k/147k) (the U/L claims need a restart sd), 1 on the other splits and
-#   for the CNNs (paper: 5).
-# - **Evaluation**: R and D on fixed random subsets of 3,000 training and 3,000 test points; NN
-#   distances on 2,000 test points.
-# - **Precision**: training under bfloat16 autocast; `bozkurt2021_fig08_mutual_information`
-#   measures that this moves the RD points by less than the restart spread.
+# | network | bfloat16 autocast | float32 |
+# |---|---|---|
+# | 1-layer MLP | 111 ms | 148 ms |
+# | 3-layer MLP | 137 ms | 200 ms |
+# | 1-layer CNN | 211 ms | 282 ms |
+# | 3-layer CNN | 497 ms | 728 ms |
+#
+# The step is memory-bound (bf16 copies of the stacked weights and Adam over 12 × 3-4M parameters),
+# so the 25-minute budget of the five notebooks is about 10,000 sweep steps in all, 4% of one of
+# the paper's sweeps. The cpu profile keeps the paper's β grid, networks, batch size, learning rate
+# and splits, trains in bfloat16 (1.3-1.5× faster; `bozkurt2021_fig08_mutual_information` checks
+# that it does not change the shape verdicts), and spends the steps where a claim's regime can be
+# reached:
+#
+# | curves | cpu | paper | why |
+# |---|---|---|---|
+# | 1-layer MLP on CV(82k/82k), CV(16k/147k), checkerboard | 640 iterations (1 epoch of the 82k splits, 5 of CV(16k/147k)); 2 restarts on CV(16k/147k), 1 elsewhere | 257k, 5 restarts | one budget for the three splits of Fig. 5. The U of Fig. 3 needs the small-β models to overfit; on CV(16k/147k) their test-set advantage was still growing after 12 epochs in an exploratory run, so that regime lies far beyond this budget |
+# | 3-layer MLP on CV(16k/147k) | 1,024 (8 epochs), 2 restarts | 257k, 5 | the 3-layer MLP sits on an initial plateau (test D ≈ 290 nats) for ~500-1,000 steps; 8 epochs takes both restarts past it at β ≤ 0.5, so its curve shape (L) and its MI (fig08) describe a model that reconstructs |
+# | 3-layer MLP on CV(82k/82k) | 640 (1 epoch), 1 restart | 257k, 5 | still on the plateau; overtaking the 1-layer MLP ("3-layer better") takes thousands of steps (on CV(16k/147k) it is still behind after 1,024) |
+# | 3-layer MLP on the checkerboard split | not trained | 257k, 5 | it would be another plateau curve; saves ~1.5 minutes |
+# | 1- and 3-layer CNN on CV(16k/147k) | 128 (1 epoch, the engine's smallest unit), 1 restart | 257k, 5 | a CNN step costs 2-4.5× an MLP step: enough to draw Fig. 6, not to train them past their plateau |
+#
+# R and D are evaluated on fixed random subsets of 2,000 training and 2,000 test points (the same
+# points for every β and restart), NN distances on 2,000 test points. Runtime of this notebook in
+# the cpu profile, first run: RUNTIME_FIG03.
 #
 # ## What this shows (cpu profile)
 #
-# At this budget the VAEs are far from the paper's regime, and the claims read accordingly (the
-# results JSON carries each measured value and a note):
+# Four of the seven claims hold; each claim in the results JSON carries the measured numbers and,
+# where it fails or holds only by its tolerance, our reading:
 #
 # - CV(82k/82k) shows no generalization gap (holds), as in the paper.
-# - The 1-layer curves on CV(16k/147k) are monotone (L), not U-shaped: after five epochs the
-#   train-test gap is a few nats and flat in β, so the small-β models have not begun to overfit.
-#   The paper's U comes from ~2,000 epochs of training (and disappears with early stopping).
-# - The 3-layer MLPs are still on their initial plateau after 640 steps (test D ≈ 220-290 nats vs
-#   ≈ 100-150 for one layer, one restart escaping it at some β and not the other), so "3-layer is
-#   better" fails and the 3-layer L-shape and the ELBO peak near β = 0.1 "hold" only by the
-#   tolerance, not as evidence.
+# - "3-layer better than 1-layer everywhere" fails: after one epoch the 3-layer MLP on CV(82k/82k)
+#   is still on its plateau (D + R ≈ 110 nats above the 1-layer MLP's), an optimisation effect.
+# - The 1-layer curve on CV(16k/147k) is monotone (L), not U-shaped: after five epochs the
+#   train-test gap is 3.7 nats at β = 0.001 and 2.5 at β = 5, so the small-β models have not begun
+#   to overfit. The paper's U comes from ~2,000 epochs (and disappears with early stopping).
+# - The 3-layer MLPs on CV(16k/147k), now past their plateau, have an L-shaped test curve (holds)
+#   and the best test ELBO at β = 0.3, one grid step from the paper's 0.1 (holds by the tolerance).
+#   Neither is yet the paper's high-capacity regime: their train-test gap is a flat ~3 nats, with no
+#   memorization at large β, and they are still ~26 nats above the 1-layer curve in D + R.
 # - The checkerboard split generalizes more like CV(16k/147k) than like CV(82k/82k) for the
-#   1-layer MLP, as the NN distances of `bozkurt2021_fig01_dataset_splits` predict.
-# - CNNs (one epoch) are underfit too; with a monotone 1-layer MLP curve there is no
-#   non-monotonicity for them to be "closer" to.
+#   1-layer MLP (holds), as the NN distances of `bozkurt2021_fig01_dataset_splits` predict, by a
+#   few nats.
+# - CNNs (one epoch) are still on their plateau; with a monotone 1-layer MLP curve there is no
+#   non-monotonicity for them to be "closer" to (fails).
 #
 # The `paper` profile runs the paper's settings unchanged.

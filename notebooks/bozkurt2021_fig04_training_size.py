@@ -44,7 +44,7 @@ ARCHITECTURES_BY_PROFILE = {"smoke": ["mlp1", "mlp3"], "cpu": ["mlp1"], "paper":
 ITERATIONS_BY_PROFILE = {"smoke": 2, "cpu": 640, "paper": 257_000}  # Adam steps per sweep (paper: 257k); = fig03's
 RESTARTS_BY_PROFILE = {"smoke": 1, "cpu": 1, "paper": 5}  # restarts per curve (paper: 5)
 MAX_TRAIN_BY_PROFILE = {"smoke": 256, "cpu": None, "paper": None}  # smoke: train on 256 points (2 steps/epoch)
-EVAL_POINTS_BY_PROFILE = {"smoke": 128, "cpu": 3000, "paper": 20_000}  # train and test points per RD evaluation; = fig03's
+EVAL_POINTS_BY_PROFILE = {"smoke": 128, "cpu": 2000, "paper": 20_000}  # train and test points per RD evaluation; = fig03's
 CD_SPREAD_FRACTION = 0.5  # "much weaker dependence": CD's spread over N at most half of CV's
 
 # %% [markdown]
