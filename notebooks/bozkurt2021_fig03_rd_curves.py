@@ -39,7 +39,10 @@ PROFILE = current_profile()  # smoke | cpu | paper: env VAEGEN_PROFILE (default 
 SEED = 0  # seeds the evaluation noise and subsets; restart r derives all its training seeds from r
 PAPER_BETAS = [0.001, 0.005, 0.01, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0, 2.0, 3.0, 5.0]  # paper C, footnote 2
 # One ensemble member per β; smoke keeps 3 values so that a sweep costs a fraction of a second.
-BETAS_BY_PROFILE = {"smoke": [0.001, 1.0, 5.0], "cpu": PAPER_BETAS, "paper": PAPER_BETAS}
+# cpu: 8 of the 12 β (a sweep step costs about the same per member, so this cuts every sweep by a third);
+# it keeps both ends, 0.1 and its grid neighbours, β = 1 and two β > 1. The paper profile runs all 12.
+CPU_BETAS = [0.001, 0.01, 0.1, 0.3, 0.5, 1.0, 2.0, 5.0]
+BETAS_BY_PROFILE = {"smoke": [0.001, 1.0, 5.0], "cpu": CPU_BETAS, "paper": PAPER_BETAS}
 PRECISION = "bfloat16"  # CPU bf16 autocast for training (evaluation is float32); bfloat16 check in fig08
 DENSE_SPLIT = "random"  # CV(82k/82k): the 50/50 random split (§4.2, split 1)
 SPARSE_SPLIT = "cv-16k"  # CV(16k/147k) (§4.2, split 4)
@@ -294,7 +297,7 @@ claims.append(Claim(
     measured={"test_D_plus_R_mlp1": dense_neg_elbo["mlp1"].round(1).tolist(),
               "test_D_plus_R_mlp3": dense_neg_elbo["mlp3"].round(1).tolist(),
               "iterations": {"mlp1": steps[(DENSE_SPLIT, "mlp1")], "mlp3": steps[(DENSE_SPLIT, "mlp3")]}},
-    tolerance="test D + R (the β=1 negative ELBO) of the 3-layer MLP strictly lower at all 12 β",
+    tolerance="test D + R (the β=1 negative ELBO) of the 3-layer MLP strictly lower at every β of the sweep",
     holds=better_everywhere,
     note=None if better_everywhere else (
         f"Underfitting, not generalization: after {steps[(DENSE_SPLIT, 'mlp3')]} steps (one epoch) the 3-layer MLP's "
