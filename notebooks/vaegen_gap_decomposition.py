@@ -86,7 +86,7 @@ BETA = 0.1  # paper C Fig. 3: the test L_{beta=1} and log p(x) peak at beta = 0.
 # DMaaPx (paper A Algorithm 2): the sample bank of the xiao2024 notebooks (same settings: one shared bank).
 BANK_STAGE = "final"  # shipped diffusion checkpoint: "final" (step 3000) or "early" (step 750)
 BANK_SAMPLER_BY_PROFILE = {"smoke": "ddim", "cpu": "ddim", "paper": "heun"}  # paper: EDM's Heun sampler, 18 steps
-BANK_STEPS_BY_PROFILE = {"smoke": 2, "cpu": 10, "paper": 18}  # sampler steps, = the xiao2024 notebooks' (one shared bank)
+BANK_STEPS_BY_PROFILE = {"smoke": 2, "cpu": 20, "paper": 18}  # sampler steps
 BANK_BLOCKS_BY_PROFILE = {"smoke": 2, "cpu": 10, "paper": 10}  # k blocks of N DM samples, cycled (paper A Fig. 4: k = 10 suffices)
 BANK_SEED = 0  # initial-noise seed of the bank (sample i always gets the same noise)
 AUGMENT_P = 0.1  # Aug.Naive: probability of each operation (paper A: 0.1 or 0.12; as xiao2024)
