@@ -272,3 +272,51 @@ def test_cifar_dmaapx_trains_its_own_diffusion_model_first(cifar_images, monkeyp
     assert calls["dm"] == ("cifar10", True, 7, 20, 0)
     assert calls["bank"] == ("cifar10", 40, "trained-dm") and calls["source"] == (20, 2, False, 32)
     assert len(curves["test_elbo"][-1]) == 2
+
+
+# --------------------------------------------------------------------------------------------
+# precompute: the notebooks' runs in worker processes
+# --------------------------------------------------------------------------------------------
+
+
+def precompute_tasks(cache: vcache.RunCache) -> dict:
+    from functools import partial
+
+    fit = xiao2024.PerPointSettings(n_points=4, num_samples=1, learning_rate=1e-2, max_steps=20, check_every=10,
+                                    patience=2, eval_samples=10)
+    attack = xiao2024.AttackSettings(n_reference=4, restarts=1, steps=2)
+    study = tiny_study(variant="fashion_mnist")  # greyscale: its numbers change with the thread count
+    return {
+        "normal": partial(xiao2024.gap_curves, study, "normal", fit, cache=cache),
+        "naive": partial(xiao2024.learning_curves, study.with_changes(hidden_width=16), "aug_naive", cache=cache),
+        "attack": partial(xiao2024.robustness, study, "normal", attack, epoch=1, cache=cache),
+    }
+
+
+def test_precompute_gives_the_same_numbers_in_two_workers_as_here(tmp_path):
+    here = xiao2024.precompute(precompute_tasks(vcache.RunCache(tmp_path / "here")), workers=1, log=None)
+    lines = []
+    tasks = precompute_tasks(vcache.RunCache(tmp_path / "workers"))
+    in_workers = xiao2024.precompute(tasks, workers=2, log=lines.append)
+    for results in (here, in_workers):
+        results["naive"].pop("seconds")  # wall time
+    assert in_workers == here, "the same settings must give the same numbers whichever process computed them"
+    assert len(lines) == 2 + 2, f"two trainings, then the two fits/attacks not already read from the cache: {lines}"
+    assert all(xiao2024._is_cached(task) for task in tasks.values())
+    again = []
+    xiao2024.precompute(tasks, workers=2, log=again.append)
+    assert again == [], "a cached rerun starts no worker and computes nothing"
+
+
+def test_precompute_rejects_tasks_it_cannot_train_first():
+    from functools import partial
+
+    with pytest.raises(TypeError, match="functools.partial\\(xiao2024"):
+        xiao2024.precompute({"x": partial(xiao2024.mean_sd, [1.0])}, workers=1)
+    with pytest.raises(ValueError, match="method must be one of"):
+        xiao2024.precompute({"x": partial(xiao2024.learning_curves, tiny_study(), "fresh")}, workers=1)
+
+
+def test_study_pins_torch_threads_for_the_mlp_only():
+    assert tiny_study().train_config().threads == xiao2024.TRAINING_THREADS == 1
+    assert xiao2024.Study(**{**tiny_study().__dict__, "variant": "cifar10", "latent_dim": 64}).threads is None
