@@ -14,19 +14,12 @@ Measured:
 - ensemble vs sequential: a 12-member beta sweep (paper C's 12 betas, its 1-layer MLP on 3x32x32
   inputs, batch 128) as one stacked ensemble vs 12 single models trained one after another;
 - iwae batched vs loop: IWAE with K=1000 on 100 data points, one batched call vs the per-point
-  loop of pythae's `get_nll` (chunks of 100 importance samples, the point re-encoded each chunk);
-- parallel vs sequential: two trainings of paper A's MLP VAE (1024-512-512-16, Bernoulli, batch 100)
-  one after the other on the process's default threads vs side by side in two single-thread worker
-  processes (`vaegen_utils.parallel.run_tasks`, worker start-up included), plus one training's step
-  time on one thread vs the default threads. Why: small MLPs do not use two cores well (here 11.4 ms
-  per step on two threads, 15.7 ms on one), so two single-thread processes do more work per second
-  than one two-thread process once their ~4 s start-up is paid (1000 steps each: ratio 1.37).
+  loop of pythae's `get_nll` (chunks of 100 importance samples, the point re-encoded each chunk).
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import math
 import os
@@ -44,7 +37,6 @@ sys.path.insert(0, str(REPO))
 
 from vaegen_utils import estimators, io, models  # noqa: E402
 from vaegen_utils.ensemble import EnsembleMLPVAE  # noqa: E402
-from vaegen_utils.parallel import run_tasks  # noqa: E402
 from vaegen_utils.training import TrainConfig, train  # noqa: E402
 
 PAPER_C_BETAS = [0.001, 0.005, 0.01, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0, 2.0, 3.0, 5.0]  # paper C, footnote 2
@@ -237,53 +229,6 @@ def bfloat16_vs_float32(steps: int) -> dict:
     }
 
 
-def train_paper_a_mlp(seed: int, steps: int, threads: int | None) -> float:
-    """Train paper A's MLP VAE (init `seed`) for `steps` optimizer steps; returns train()'s wall time.
-
-    Module level with plain-data arguments: a `functools.partial` of it is a picklable task for
-    `run_tasks`' spawned workers. threads=None keeps the process's torch thread count.
-    """
-    config = models.xiao2024_mlp("bernoulli")
-    images = binary_images(1000, tuple(config.data_shape), seed=4)  # 10 steps of 100 per epoch
-    model = models.build_model(config, seed=seed)
-    train_config = TrainConfig(epochs=steps // 10, batch_size=100, learning_rate=1e-3, seed=seed, threads=threads)
-    start = time.perf_counter()
-    train(model, images, train_config)
-    return time.perf_counter() - start
-
-
-def parallel_vs_sequential(steps: int) -> dict:
-    """Two paper-A MLP trainings: one after the other here vs two single-thread worker processes."""
-    steps = 10 * max(1, steps // 10)  # whole epochs of 1000 images, batch 100
-    seeds = (0, 1)
-
-    def sequential() -> list[float]:
-        return [train_paper_a_mlp(seed, steps, threads=None) for seed in seeds]
-
-    def parallel() -> dict:
-        tasks = {seed: functools.partial(train_paper_a_mlp, seed, steps, 1) for seed in seeds}
-        return run_tasks(tasks, workers=len(seeds), log=None)
-
-    train_paper_a_mlp(0, 10, threads=None)  # warm-up in this process (the workers get none)
-    sequential_seconds = parallel_seconds = one_thread_seconds = default_seconds = math.inf
-    for _ in range(2):  # alternate, keep the best of each
-        start = time.perf_counter()
-        train_seconds = sequential()
-        sequential_seconds = min(sequential_seconds, time.perf_counter() - start)
-        default_seconds = min(default_seconds, *train_seconds)
-        parallel_seconds = min(parallel_seconds, best_time(parallel, 1))  # includes worker start-up
-        one_thread_seconds = min(one_thread_seconds, train_paper_a_mlp(0, steps, threads=1))
-    return {
-        "model": "xiao2024 MLP (paper A), 1024-512-512-16, Bernoulli, 1x32x32, batch 100, 2 trainings",
-        "steps": steps,
-        "sequential_s": sequential_seconds,
-        "parallel_s": parallel_seconds,
-        "ratio": sequential_seconds / parallel_seconds,
-        "step_ms_one_thread": 1000 * one_thread_seconds / steps,
-        "step_ms_default_threads": 1000 * default_seconds / steps,
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats and smaller sizes (noisier)")
@@ -337,16 +282,12 @@ def main() -> None:
     results["bfloat16"] = bfloat16_vs_float32(steps=20 if quick else 50)
     results["bfloat16_vs_float32"] = results["bfloat16"]["ratio"]
 
-    print("measuring two paper-A MLP trainings: 2 single-thread workers vs one after the other ...", flush=True)
-    results["parallel"] = parallel_vs_sequential(steps=300 if quick else 1000)  # long enough to pay the workers' start-up
-
     targets = {"engine_vs_matmul": 0.8, "engine_vs_dataloader": 1.5, "ensemble_vs_sequential": 2.0, "iwae_batched_vs_loop": 10.0}
     ratios = {
         "engine_vs_matmul": results["engine"]["gflops"] / results["matmul_gflops"],
         "engine_vs_dataloader": engine_images_per_s / loader_images_per_s,
         "ensemble_vs_sequential": results["ensemble"]["ratio"],
         "iwae_batched_vs_loop": results["iwae"]["ratio"],
-        "parallel_vs_sequential": results["parallel"]["ratio"],  # no target
     }
     results.update(ratios)
     results["targets"] = targets
@@ -362,10 +303,6 @@ def main() -> None:
     for name, target in targets.items():
         print(f"{name:<26}{ratios[name]:>10.2f}{target:>10.1f}  {'yes' if ratios[name] >= target else 'NO'}")
     print(f"bfloat16_vs_float32 (no target; the lever for paper C's sweeps): {results['bfloat16_vs_float32']:.2f}")
-    parallel = results["parallel"]
-    print(f"parallel_vs_sequential (no target; 2 single-thread workers vs 2 trainings in turn): {ratios['parallel_vs_sequential']:.2f} "
-          f"(step {parallel['step_ms_one_thread']:.1f} ms on 1 thread, {parallel['step_ms_default_threads']:.1f} ms on "
-          f"{torch.get_num_threads()})")
     print(f"\nwrote {args.output}")
 
 

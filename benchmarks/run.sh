@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Measure the engine's speed ratios on this machine; prints a table, writes benchmarks/results.json.
-# About 5 minutes on 2 cores (--quick: about 2 minutes, noisier). Close other heavy processes first.
+# About 3 minutes on 2 cores (--quick: about 1 minute, noisier). Close other heavy processes first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

@@ -44,11 +44,9 @@
 # Runtime (cpu): see notebooks/README.md.
 
 # %% tags=["parameters"]
-from vaegen_utils.parallel import default_workers
 from vaegen_utils.profiles import current_profile
 
 PROFILE = current_profile()  # smoke | cpu | paper: env VAEGEN_PROFILE (default cpu) or papermill -p PROFILE
-WORKERS = default_workers()  # training processes side by side (this machine's cores; numbers do not depend on it; 1 = all in this kernel)
 METHODS = ["normal", "dmaapx", "aug_naive", "aug_tuned"]  # paper A Table 7's four rows
 SUBSET_SEED = 0  # which training images form the subset (the shipped DM saw the same ones)
 # Per-profile sizes, resolved with by_profile in the setup cell. These tables must match the other
@@ -84,8 +82,6 @@ DROP_TOLERANCE = 0.005  # "the test ELBO falls": by more than this fraction of |
 # ## Setup
 
 # %%
-from functools import partial
-
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -140,18 +136,15 @@ print(FIT)
 # %% [markdown]
 # ## Train (or load) every method and measure the gaps
 #
-# `precompute` generates the DM sample banks first (cached, shared with the other notebooks), then
-# trains the runs and fits G_a in WORKERS processes side by side; the loop below reads the cache.
+# The first DMaaPx run generates the DM sample bank (cached, shared with the other notebooks).
 
 # %%
-gaps = xiao2024.precompute(  # every checkpoint: ELBOs, G_g, G_a
-    {(variant, method): partial(xiao2024.gap_curves, study, method, FIT) for variant, study in STUDIES.items() for method in METHODS},
-    workers=WORKERS,
-)
-curves = {}
+curves, gaps = {}, {}
 for variant, study in STUDIES.items():
     for method in METHODS:
         curves[variant, method] = xiao2024.learning_curves(study, method)  # every eval epoch
+        gaps[variant, method] = xiao2024.gap_curves(study, method, FIT)  # every checkpoint
+
         row = gaps[variant, method]
         print(
             f"{variant:>14} {xiao2024.METHOD_LABELS[method]:>15}: train {np.mean(row['train_elbo'][-1]):9.2f}  "

@@ -35,11 +35,9 @@
 # (no offline source; here it is skipped with a one-line message). Runtime (cpu): see notebooks/README.md.
 
 # %% tags=["parameters"]
-from vaegen_utils.parallel import default_workers
 from vaegen_utils.profiles import current_profile
 
 PROFILE = current_profile()  # smoke | cpu | paper: env VAEGEN_PROFILE (default cpu) or papermill -p PROFILE
-WORKERS = default_workers()  # training processes side by side (this machine's cores; numbers do not depend on it; 1 = all in this kernel)
 METHODS = ["normal", "dmaapx", "aug_naive", "aug_tuned"]  # paper A Table 7's four rows
 SUBSET_SEED = 0  # which training images form the subset (the shipped DM saw the same ones)
 # Per-profile sizes, resolved with by_profile in the setup cell. These tables must match the other
@@ -78,8 +76,6 @@ MATCH_TOLERANCE = 0.05  # "DMaaPx matches normal training": |G_r difference| bel
 # ## Setup
 
 # %%
-from functools import partial
-
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -139,15 +135,12 @@ print(ATTACKS)
 # ## Attack every method's encoder at every checkpoint
 
 # %%
-attacks = xiao2024.precompute(  # trains what fig02 has not, then attacks in WORKERS processes side by side
-    {(variant, method, epoch): partial(xiao2024.robustness, study, method, ATTACKS[variant], epoch=epoch)
-     for variant, study in STUDIES.items() for method in METHODS for epoch in study.checkpoint_epochs()},
-    workers=WORKERS,
-)
 results = {}
 for variant, study in STUDIES.items():
     for method in METHODS:
-        results[variant, method] = [attacks[variant, method, epoch] for epoch in study.checkpoint_epochs()]
+        results[variant, method] = [
+            xiao2024.robustness(study, method, ATTACKS[variant], epoch=epoch) for epoch in study.checkpoint_epochs()
+        ]
         final = results[variant, method][-1]
         print(
             f"{variant:>14} {xiao2024.METHOD_LABELS[method]:>15}: G_r {np.mean(final['G_r']):.3f}  "

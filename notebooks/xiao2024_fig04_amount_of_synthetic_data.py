@@ -33,11 +33,9 @@
 # notebooks/README.md.
 
 # %% tags=["parameters"]
-from vaegen_utils.parallel import default_workers
 from vaegen_utils.profiles import current_profile
 
 PROFILE = current_profile()  # smoke | cpu | paper: env VAEGEN_PROFILE (default cpu) or papermill -p PROFILE
-WORKERS = default_workers()  # training processes side by side (this machine's cores; numbers do not depend on it; 1 = all in this kernel)
 SUBSET_SEED = 0  # which training images form the subset (the shipped DM saw the same ones)
 # Per-profile sizes, resolved with by_profile in the setup cell. These tables must match the other
 # xiao2024 VAE notebooks so that all of them share one cached model set (tests/test_xiao2024.py checks it).
@@ -65,8 +63,6 @@ DM_STAGES = ["early", "final"]  # the two shipped DM checkpoints compared at k =
 # ## Setup
 
 # %%
-from functools import partial
-
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -107,21 +103,19 @@ print(BASE, K_VALUES, sep="\n")
 # The bank is generated once for the largest k; smaller k use its first k blocks.
 
 # %%
-quality_k = PLATEAU_K if PLATEAU_K in K_VALUES else K_VALUES[-1]
-STAGE_STUDIES = {stage: BASE.with_changes(bank_blocks=quality_k, bank=BANK.with_changes(stage=stage)) for stage in DM_STAGES}
-curves = xiao2024.precompute(  # banks first, then every run in WORKERS processes side by side
-    {"normal": partial(xiao2024.learning_curves, BASE, "normal"),
-     **{k: partial(xiao2024.learning_curves, BASE.with_changes(bank_blocks=k), "dmaapx") for k in K_VALUES},
-     **{stage: partial(xiao2024.learning_curves, study, "dmaapx") for stage, study in STAGE_STUDIES.items()}},
-    workers=WORKERS,
-)
-normal = curves["normal"]
+normal = xiao2024.learning_curves(BASE, "normal")
 by_k = {}
 for k in K_VALUES:
-    by_k[k] = curves[k]
+    by_k[k] = xiao2024.learning_curves(BASE.with_changes(bank_blocks=k), "dmaapx")
     print(f"k = {k:>4}: final test ELBO {np.mean(by_k[k]['test_elbo'][-1]):8.2f}  train {np.mean(by_k[k]['train_elbo'][-1]):8.2f}")
 print(f"normal training: final test ELBO {np.mean(normal['test_elbo'][-1]):8.2f}")
-by_stage = {stage: curves[stage] for stage in DM_STAGES}
+quality_k = PLATEAU_K if PLATEAU_K in K_VALUES else K_VALUES[-1]
+by_stage = {
+    stage: xiao2024.learning_curves(
+        BASE.with_changes(bank_blocks=quality_k, bank=BANK.with_changes(stage=stage)), "dmaapx"
+    )
+    for stage in DM_STAGES
+}
 for stage, c in by_stage.items():
     print(f"DM {stage:>5} (k = {quality_k}): final test ELBO {np.mean(c['test_elbo'][-1]):8.2f}")
 

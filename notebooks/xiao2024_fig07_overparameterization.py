@@ -44,11 +44,9 @@
 # Runtime (cpu): see notebooks/README.md and the section "What was reduced" at the end.
 
 # %% tags=["parameters"]
-from vaegen_utils.parallel import default_workers
 from vaegen_utils.profiles import current_profile
 
 PROFILE = current_profile()  # smoke | cpu | paper: env VAEGEN_PROFILE (default cpu) or papermill -p PROFILE
-WORKERS = default_workers()  # training processes side by side (this machine's cores; numbers do not depend on it; 1 = all in this kernel)
 VARIANT = "binary_mnist"  # data set + likelihood of the MLP sweeps (paper A Table 3; the paper sweeps CIFAR-10)
 METHODS = ["normal", "dmaapx"]  # Algorithm 1 and Algorithm 2 (paper A Fig. 7 compares exactly these two)
 SUBSET_SEED = 0  # which training images form the subset (the shipped DM saw the same ones)
@@ -104,8 +102,6 @@ CIFAR_LEARNING_RATE = 1e-4  # Adam step size for the residual net (not stated in
 # ## Setup
 
 # %%
-from functools import partial
-
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -191,14 +187,6 @@ for method in METHODS:
     for latent, widths in WIDTH_SWEEP.get(method, {}).items():
         for width in widths:
             plan.setdefault((method, latent, width), False)
-# Train every size (and fit G_a where asked) in WORKERS processes side by side; size_result reads the cache.
-xiao2024.precompute(
-    {(method, latent, width): partial(xiao2024.gaps_at_checkpoint, study, method, study.epochs, FIT) if with_ga
-     else partial(xiao2024.learning_curves, study, method)
-     for (method, latent, width), with_ga in plan.items()
-     for study in [BASE.with_changes(latent_dim=latent, hidden_width=width)]},
-    workers=WORKERS,
-)
 results = {}
 print(f"{'method':>15} {'latent':>6} {'width':>5} {'params':>9} | {'train':>8} {'test':>8} {'peak test':>14} | {'G_g':>7} {'G_a':>7} | {'train s':>7}")
 for (method, latent, width), with_ga in plan.items():

@@ -461,23 +461,3 @@ def test_bfloat16_training_learns_like_float32_and_evaluates_in_float32(images):
     gain_bfloat16 = bfloat16_run.history[-1]["elbo"] - start
     assert gain_float32 > 0 and gain_bfloat16 > 0
     assert gain_bfloat16 == pytest.approx(gain_float32, rel=0.25)
-
-
-def test_threads_pins_torch_threads_only_while_training_and_keeps_old_keys():
-    from vaegen_utils import parallel
-
-    assert "threads" not in TrainConfig(epochs=1).to_dict(), "unset threads must leave existing cache keys alone"
-    assert TrainConfig.from_dict(TrainConfig(epochs=1, threads=1).to_dict()).threads == 1
-    with pytest.raises(ValueError, match="threads"):
-        TrainConfig(epochs=1, threads=0)
-    seen = []
-    before = torch.get_num_threads()
-    with parallel.torch_threads(2):
-        model = tiny_model()
-        images = (torch.rand(10, *model.config.data_shape, generator=torch.Generator().manual_seed(0)) > 0.5).float()
-        original_encode = model.encode
-        model.encode = lambda x: (seen.append(torch.get_num_threads()), original_encode(x))[1]
-        train(model, images, TrainConfig(epochs=1, batch_size=5, threads=1))
-        assert torch.get_num_threads() == 2, "the process's setting comes back after training"
-    assert seen and set(seen) == {1}, seen
-    assert torch.get_num_threads() == before

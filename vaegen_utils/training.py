@@ -55,7 +55,6 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from . import estimators, io
-from .parallel import torch_threads
 from .seeding import derive_seed, make_generator
 
 DataSource = Callable[[int], torch.Tensor]  # epoch (1-based) -> images (N, *data_shape)
@@ -130,12 +129,6 @@ class TrainConfig:
                       AMX this is ~3.6x faster for paper C's 3-layer MLP (benchmarks/); a notebook
                       that uses it must show it does not move its claims. Evaluation is always
                       float32, so reported numbers never carry bf16 rounding.
-    threads           torch intra-op threads while training and evaluating (None: the process's
-                      setting). The thread count changes the summation order of matrix products and
-                      so the last digits of every number; a run that fixes it gives the same numbers
-                      in a worker process and in a notebook kernel (`vaegen_utils.parallel`). Small
-                      MLPs also train faster on one thread than on two (benchmarks/). Left out of
-                      `to_dict` when None, so runs that do not set it keep their cache keys.
     """
 
     epochs: int
@@ -154,7 +147,6 @@ class TrainConfig:
     eval_seed: int = 0
     drop_last: bool = False
     precision: str = "float32"
-    threads: int | None = None
 
     def __post_init__(self) -> None:
         set_field = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen)
@@ -200,15 +192,10 @@ class TrainConfig:
         for name in ("eval_at_start", "drop_last"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        if self.threads is not None:
-            _require_int("threads", self.threads, minimum=1, hint="torch threads while training; None keeps the process's setting")
 
     def to_dict(self) -> dict:
         """Plain JSON-able dict; `TrainConfig.from_dict(config.to_dict()) == config`."""
-        values = dataclasses.asdict(self)
-        if values["threads"] is None:  # added after many runs were cached: keep their keys
-            del values["threads"]
-        return values
+        return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "TrainConfig":
@@ -635,11 +622,6 @@ def train(
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
-    with torch_threads(config.threads):
-        return _train(model, train_images, config, eval_sets, run_dir, data_source, batch_transform, progress)
-
-
-def _train(model, train_images, config, eval_sets, run_dir, data_source, batch_transform, progress) -> TrainResult:
     members = num_members(model)
     betas, noise_seeds = _member_settings(config, members)
     _check_images("train_images", train_images, model)

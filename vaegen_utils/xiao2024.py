@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import inspect
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -40,13 +39,11 @@ import torch
 
 from . import augment, data, diffusion, estimators, models, robustness as robust, synthetic, training
 from . import cache as vcache
-from .parallel import run_tasks, torch_threads
 from .seeding import make_generator
 from .zhang2022 import PerPointSettings  # the per-point q* settings (Cremer et al. 2018) are shared with paper B
 
 # Salt of every key made here: bump it when a change below changes what a setting produces.
-# xiao2024-2: the MLP runs, their G_a fits and attacks run on TRAINING_THREADS torch threads.
-CODE_VERSION = "xiao2024-2"
+CODE_VERSION = "xiao2024-1"
 
 METHODS = ("normal", "dmaapx", "aug_naive", "aug_tuned")
 METHOD_LABELS = {"normal": "Normal training", "dmaapx": "DMaaPx", "aug_naive": "Aug.Naive", "aug_tuned": "Aug.Tuned"}
@@ -70,12 +67,6 @@ SHIPPED_DM = ("binary_mnist", "fashion_mnist")
 # BatchNorm couples the images of a batch, so the residual net's seeds cannot be stacked into one
 # ensemble; each seed of these variants is its own cached run.
 PER_SEED_VARIANTS = ("cifar10",)
-# Torch threads of everything computed for an MLP variant (training, G_a fits, attacks). Paper A's MLP
-# does not use two cores well (15.7 ms per step on one thread, 11.4 ms on two), so two single-thread
-# runs go side by side in two processes (`precompute`: 1.5x the steps per second, benchmarks/bench.py);
-# fixing the count makes the numbers the same in a worker and in the notebook's kernel. The residual
-# conv net keeps the process's setting.
-TRAINING_THREADS = 1
 
 # Paper A Table 7 (gaps at the end of training, nats; G_r is an MS-SSIM difference).
 TABLE7 = {
@@ -223,11 +214,6 @@ class Study:
         return sorted(set(range(self.eval_every, self.epochs + 1, self.eval_every)) | set(self.checkpoint_epochs()))
 
     @property
-    def threads(self) -> int | None:
-        """Torch threads of this study's computations (None: the process's setting)."""
-        return None if self.variant == "cifar10" else TRAINING_THREADS
-
-    @property
     def per_seed(self) -> bool:
         """True when each seed trains as its own run (BatchNorm nets cannot be stacked)."""
         return self.variant in PER_SEED_VARIANTS
@@ -252,7 +238,6 @@ class Study:
             eval_epochs=self.eval_epochs(),
             num_eval_samples=1,
             precision=self.precision,
-            threads=self.threads,
         )
 
     def bank_size(self, blocks: int | None = None) -> int:
@@ -398,31 +383,19 @@ def run_key(study: Study, method: str) -> str:
 
 
 def _run_key(study: Study, method: str, seed: int | None) -> str:
-    return vcache.config_key(_run_key_config(study, method, seed))
-
-
-def _run_key_config(study: Study, method: str, seed: int | None) -> dict:
     arguments = _arguments(study, method, seed=seed)
-    return vcache.training_key_config(
-        arguments["model_config"],
-        arguments["train_config"],
-        arguments["data_spec"],
-        arguments["images"],
-        arguments["eval_sets"],
-        model_seed=arguments["model_seed"],
-        data_source=arguments["data_source"],
-        batch_transform=arguments["batch_transform"],
+    return vcache.config_key(
+        vcache.training_key_config(
+            arguments["model_config"],
+            arguments["train_config"],
+            arguments["data_spec"],
+            arguments["images"],
+            arguments["eval_sets"],
+            model_seed=arguments["model_seed"],
+            data_source=arguments["data_source"],
+            batch_transform=arguments["batch_transform"],
+        )
     )
-
-
-def is_trained(study: Study, method: str, *, cache: vcache.RunCache | None = None) -> bool:
-    """True when every run of (study, method) has its final checkpoint in the cache (nothing trains here)."""
-    cache = cache or vcache.RunCache()
-    for seed in _seed_runs(study):
-        folder = cache.find(_run_key_config(study, method, seed))
-        if folder is None or study.epochs not in training.list_checkpoints(folder / vcache.TRAINING_FOLDER):
-            return False
-    return True
 
 
 def train_method(
@@ -438,101 +411,6 @@ def train_method(
         )
         for seed in _seed_runs(study)
     ]
-
-
-def precompute(tasks: dict, *, workers: int = 2, log=print) -> dict:
-    """{key: task()} for a notebook's tasks, the missing ones computed in `workers` processes side by side.
-
-    Every task is `functools.partial(function, study, method, ...)` of this module's `learning_curves`,
-    `gap_curves`, `gaps_at_checkpoint` or `robustness`. What the cache lacks is made in three steps:
-    the DM sample banks DMaaPx needs, here (the UNet uses both cores, and a bank has one writer); every
-    untrained (study, method), one run per worker, longest first; every task whose result is not
-    cached (G_a fits, attacks), longest first. Then each task is called here and reads the cache. The
-    numbers do not depend on `workers` (`TRAINING_THREADS`); workers=1 computes everything here.
-    """
-    pairs = {}
-    for key, task in tasks.items():
-        _task_arguments(key, task)  # checks the task's shape before anything runs
-        pairs[task.args[0], check_method(task.args[1])] = None
-    untrained = [pair for pair in pairs if not is_trained(*pair, cache=_task_cache(tasks[_first_key(tasks, pair)]))]
-    pending = [key for key in tasks if not _is_cached(tasks[key])]
-    if untrained or pending:
-        banks = {}
-        for study, method in pairs:  # the largest bank per DM and sampler serves every smaller k
-            if method == "dmaapx":
-                identity = (study.dataset, study.bank, study.n_train, study.subset_seed)
-                banks[identity] = max(banks.get(identity, study), study, key=lambda candidate: candidate.bank_blocks)
-        for study in banks.values():
-            bank(study)
-    by_cost = sorted(untrained, key=lambda pair: -_estimated_cost(pair[0]))
-    run_tasks(
-        {pair: functools.partial(_train_quietly, *pair, cache=_task_cache(tasks[_first_key(tasks, pair)])) for pair in by_cost},
-        workers=workers, describe=lambda pair: f"trained {_run_name(*pair)}", log=log,
-    )
-    pending = sorted((key for key in tasks if not _is_cached(tasks[key])), key=lambda key: -_estimated_cost(tasks[key].args[0]))
-    run_tasks({key: tasks[key] for key in pending}, workers=workers, describe=lambda key: f"computed {key}", log=log)
-    return {key: task() for key, task in tasks.items()}  # cache reads
-
-
-_PRECOMPUTABLE = ("learning_curves", "gap_curves", "gaps_at_checkpoint", "robustness")
-
-
-def _task_arguments(key, task) -> dict:
-    """The named arguments of a precompute task (its defaults filled in)."""
-    function = getattr(task, "func", None)
-    if not (
-        isinstance(task, functools.partial)
-        and getattr(function, "__name__", None) in _PRECOMPUTABLE
-        and function is globals()[function.__name__]
-        and len(task.args) >= 2
-        and isinstance(task.args[0], Study)
-    ):
-        raise TypeError(
-            f"task {key!r} must be functools.partial(xiao2024.<one of {', '.join(_PRECOMPUTABLE)}>, study, method, ...) "
-            f"so its study and method can be trained first; got {task!r}"
-        )
-    bound = inspect.signature(function).bind(*task.args, **task.keywords)
-    bound.apply_defaults()
-    return dict(bound.arguments)
-
-
-def _task_cache(task) -> vcache.RunCache:
-    return task.keywords.get("cache") or vcache.RunCache()
-
-
-def _first_key(tasks: dict, pair: tuple) -> Any:
-    return next(key for key, task in tasks.items() if (task.args[0], task.args[1]) == pair)
-
-
-def _is_cached(task) -> bool:
-    """True when calling the task would only read the cache."""
-    arguments = _task_arguments(None, task)
-    study, method, cache = arguments["study"], arguments["method"], _task_cache(task)
-    if not is_trained(study, method, cache=cache):
-        return False
-    name = task.func.__name__
-    if name == "learning_curves" or (name == "gap_curves" and arguments["fit"] is None):
-        return True
-    if name == "gap_curves":
-        return all(cache.has_result("amortization_gap", _gap_key(study, method, epoch, arguments["fit"])) for epoch in study.checkpoint_epochs())
-    if name == "gaps_at_checkpoint":
-        return cache.has_result("amortization_gap", _gap_key(study, method, arguments["epoch"], arguments["fit"]))
-    epoch = study.epochs if arguments["epoch"] is None else arguments["epoch"]
-    return cache.has_result("robustness", _robustness_key(study, method, epoch, arguments["attack"]))
-
-
-def _train_quietly(study: Study, method: str, cache: vcache.RunCache) -> float:
-    """Train (or find) one run in a worker; returns its training seconds (the model stays in the cache)."""
-    return sum(result.train_seconds for result in train_method(study, method, cache=cache, progress=False))
-
-
-def _estimated_cost(study: Study) -> float:
-    """Multiply-adds of one run's training (MLP: encoder + decoder per image), to start the longest first."""
-    width, pixels = study.hidden_width, IMAGE_SIZE * IMAGE_SIZE
-    per_image = 2 * pixels * width + 2 * width * width + 3 * width * study.latent_dim
-    if study.variant == "cifar10":
-        per_image *= 100  # conv net: far more work per image than any MLP here
-    return float(study.epochs * study.n_train * per_image * len(study.seeds))
 
 
 def _checkpoint_runs(study: Study, method: str, epoch: int, cache: vcache.RunCache | None) -> list[torch.nn.Module]:
@@ -583,17 +461,21 @@ def gaps_at_checkpoint(
     cache = cache or vcache.RunCache()
     if fit.n_points > study.n_test:
         raise ValueError(f"fit.n_points={fit.n_points} exceeds the study's n_test={study.n_test}; lower n_points")
-    key = _gap_key(study, method, epoch, fit)
+    key = {
+        "kind": "xiao2024-amortization-gap",
+        "code_version": CODE_VERSION,
+        "run": run_key(study, method),
+        "checkpoint_epoch": epoch,
+        "fit": dataclasses.asdict(fit),
+    }
 
     def compute() -> dict:
         x = load_images(study)[1][: fit.n_points]  # (n_points, C, 32, 32)
         out = {name: [] for name in ("amortized_elbo", "optimal_elbo", "G_a", "fraction_converged")}
-        # Loaded outside the thread pin: finding the run computes its cache key (data fingerprints).
         for model in _checkpoint_runs(study, method, epoch, cache):  # the seed ensemble, or one model per seed
-            with torch_threads(study.threads):
-                gap = estimators.amortization_gap(
-                    model, x, eval_samples=fit.eval_samples, generator=make_generator(fit.seed), **fit.fit_options()
-                )  # fields (M, n_points) for an ensemble, (n_points,) for one model
+            gap = estimators.amortization_gap(
+                model, x, eval_samples=fit.eval_samples, generator=make_generator(fit.seed), **fit.fit_options()
+            )  # fields (M, n_points) for an ensemble, (n_points,) for one model
             out["amortized_elbo"] += gap.elbo_amortized.double().mean(dim=-1).reshape(-1).tolist()
             out["optimal_elbo"] += gap.elbo_optimal.double().mean(dim=-1).reshape(-1).tolist()
             out["G_a"] += gap.gap.double().mean(dim=-1).reshape(-1).tolist()
@@ -601,16 +483,6 @@ def gaps_at_checkpoint(
         return out
 
     return _cached(cache, f"gap-{_run_name(study, method)}-e{epoch}", "amortization_gap", key, compute)
-
-
-def _gap_key(study: Study, method: str, epoch: int, fit: PerPointSettings) -> dict:
-    return {
-        "kind": "xiao2024-amortization-gap",
-        "code_version": CODE_VERSION,
-        "run": run_key(study, method),
-        "checkpoint_epoch": epoch,
-        "fit": dataclasses.asdict(fit),
-    }
 
 
 def gap_curves(study: Study, method: str, fit: PerPointSettings | None, *, cache: vcache.RunCache | None = None) -> dict:
@@ -679,20 +551,25 @@ def robustness(
     epoch = study.epochs if epoch is None else epoch
     if attack.n_reference > study.n_test:
         raise ValueError(f"attack.n_reference={attack.n_reference} exceeds n_test={study.n_test}")
-    key = _robustness_key(study, method, epoch, attack)
+    key = {
+        "kind": "xiao2024-robustness",
+        "code_version": CODE_VERSION,
+        "run": run_key(study, method),
+        "checkpoint_epoch": epoch,
+        "attack": dataclasses.asdict(attack),
+    }
 
     def compute() -> dict:
-        seed_models = load_checkpoint(study, method, epoch, cache=cache)  # outside the thread pin, as in gaps_at_checkpoint
+        seed_models = load_checkpoint(study, method, epoch, cache=cache)
         indices = _reference_indices(study.dataset, study.n_test, attack.n_reference, attack.seed)
         x = load_images(study)[1][indices]  # (n_reference, 1, 32, 32)
         out = {name: [] for name in ("G_r", "input_ms_ssim", "reconstruction_ms_ssim", "skl", "max_abs_epsilon")}
         for member_model in seed_models:
-            with torch_threads(study.threads):
-                result = robust.encoder_attack(
-                    member_model, x, radius=attack.radius, steps=attack.steps, restarts=attack.restarts,
-                    learning_rate=attack.learning_rate, seed=attack.seed,
-                )
-                gap = robust.robustness_gap(member_model, x, result, seed=attack.seed, window_size=attack.window_size)
+            result = robust.encoder_attack(
+                member_model, x, radius=attack.radius, steps=attack.steps, restarts=attack.restarts,
+                learning_rate=attack.learning_rate, seed=attack.seed,
+            )
+            gap = robust.robustness_gap(member_model, x, result, seed=attack.seed, window_size=attack.window_size)
             out["G_r"].append(gap.gap)
             out["input_ms_ssim"].append(gap.mean_input_ms_ssim)
             out["reconstruction_ms_ssim"].append(gap.mean_reconstruction_ms_ssim)
@@ -701,16 +578,6 @@ def robustness(
         return out
 
     return _cached(cache, f"robust-{_run_name(study, method)}-e{epoch}", "robustness", key, compute)
-
-
-def _robustness_key(study: Study, method: str, epoch: int, attack: AttackSettings) -> dict:
-    return {
-        "kind": "xiao2024-robustness",
-        "code_version": CODE_VERSION,
-        "run": run_key(study, method),
-        "checkpoint_epoch": epoch,
-        "attack": dataclasses.asdict(attack),
-    }
 
 
 def models_of(model: torch.nn.Module) -> list[torch.nn.Module]:
