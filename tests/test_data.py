@@ -377,27 +377,6 @@ def test_checked_npz_write_refuses_reserved_names_and_can_warn_on_failure(tmp_pa
         )
 
 
-@pytest.mark.parametrize(
-    ("value", "message"),
-    [
-        (True, "count must be an integer, got the bool True"),
-        (2.0, "count must be an integer, got float 2.0"),
-        ("3", "count must be an integer, got str '3'"),
-        (0, "count must be >= 1, got 0"),
-        (11, "count must be <= 10, got 11"),
-    ],
-)
-def test_check_int_messages(value, message):
-    with pytest.raises(ValueError, match=message):
-        data.check_int("count", value, minimum=1, maximum=10)
-
-
-def test_check_int_accepts_numpy_integers_and_open_ranges():
-    value = data.check_int("count", np.int64(7), minimum=1, maximum=10)
-    assert value == 7 and type(value) is int
-    assert data.check_int("count", 10**12, minimum=0) == 10**12
-
-
 def test_image_dataset_repr_names_its_class_and_any_split():
     @dataclasses.dataclass(frozen=True, eq=False, repr=False)
     class Labelled(data.ImageDataset):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ast
 import math
-from pathlib import Path
 
 import pytest
 import torch

@@ -263,12 +263,12 @@ def test_config_dict_round_trip_is_json():
 @pytest.mark.parametrize(
     "cls,overrides,message",
     [
-        (MLPVAEConfig, {"latent_dim": 0}, "latent_dim must be a positive integer"),
-        (MLPVAEConfig, {"latent_dim": 2.5}, "latent_dim must be a positive integer"),
-        (MLPVAEConfig, {"hidden_sizes": (512, -1)}, "hidden_sizes must be a positive integer"),
-        (MLPVAEConfig, {"hidden_sizes": ()}, "hidden_sizes must not be empty"),
-        (MLPVAEConfig, {"hidden_sizes": 512}, "sequence of positive integers"),
-        (MLPVAEConfig, {"data_shape": (1, 0, 28)}, "data_shape must be a positive integer"),
+        (MLPVAEConfig, {"latent_dim": 0}, "latent_dim must be an integer"),
+        (MLPVAEConfig, {"latent_dim": 2.5}, "latent_dim must be an integer"),
+        (MLPVAEConfig, {"hidden_sizes": (512, -1)}, r"hidden_sizes\[1\] must be an integer >= 1"),
+        (MLPVAEConfig, {"hidden_sizes": ()}, r"hidden_sizes needs at least 1 value"),
+        (MLPVAEConfig, {"hidden_sizes": 512}, "hidden_sizes must be a list"),
+        (MLPVAEConfig, {"data_shape": (1, 0, 28)}, r"data_shape\[1\] must be an integer >= 1"),
         (MLPVAEConfig, {"likelihood": "gaussian"}, "unknown likelihood 'gaussian'; choose one of"),
         (MLPVAEConfig, {"likelihood": "bernoulli", "likelihood_options": {"sigma": 1.0}}, "does not accept likelihood_options"),
         (MLPVAEConfig, {"likelihood": "fixed_variance_gaussian", "likelihood_options": {"sigma": -1.0}}, "sigma must be positive"),
@@ -279,11 +279,11 @@ def test_config_dict_round_trip_is_json():
         (ConvVAEConfig, {"data_shape": (784,)}, r"\(channels, height, width\)"),
         (ConvVAEConfig, {"data_shape": (1, 28, 28), "num_layers": 3}, "not divisible by stride"),
         (ConvVAEConfig, {"kernel_size": 3, "stride": 2}, "kernel_size - stride must be even"),
-        (ConvVAEConfig, {"channels": 0}, "channels must be a positive integer"),
+        (ConvVAEConfig, {"channels": 0}, "channels must be an integer >= 1"),
         (ResidualConvVAEConfig, {"data_shape": (3, 30, 30)}, "divisible by 4"),
         (ResidualConvVAEConfig, {"residual_kernel_sizes": (3, 2)}, "two odd kernel sizes"),
         (ResidualConvVAEConfig, {"residual_skip": "none"}, "unknown residual_skip"),
-        (ResidualConvVAEConfig, {"latent_channels": 0}, "latent_channels must be a positive integer"),
+        (ResidualConvVAEConfig, {"latent_channels": 0}, "latent_channels must be an integer >= 1"),
     ],
 )
 def test_config_validation_errors(cls, overrides, message):

@@ -240,7 +240,7 @@ def test_wrappers_encode_the_data_and_accept_ensembles():
     [
         (lambda: rate_decomposition_full(torch.zeros(1, 3), torch.zeros(1, 3)), "N >= 2"),
         (lambda: rate_decomposition_full(torch.zeros(5, 3), torch.zeros(5, 2)), "one shape"),
-        (lambda: rate_decomposition_minibatch(torch.zeros(5, 3), torch.zeros(5, 3), batch_size=0), "positive int"),
+        (lambda: rate_decomposition_minibatch(torch.zeros(5, 3), torch.zeros(5, 3), batch_size=0), "batch_size must be an integer >= 1"),
         (lambda: minibatch_aggregate_log_density(torch.zeros(4, 2), torch.zeros(4, 2), torch.zeros(4, 2), 3), "smaller"),
         (lambda: estimators.mutual_information(None, torch.zeros(2, 1), estimator="exact"), "unknown estimator"),
     ],

@@ -15,6 +15,7 @@ import torch
 
 from vaegen_utils import diffusion as D
 from vaegen_utils import synthetic as S
+from vaegen_utils.checks import file_sha256
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +63,7 @@ def test_export_then_load_round_trips_the_ema_weights(shipped, tiny_run):
 
 def test_provenance_records_hashes_settings_data_and_the_call(shipped):
     record = S.provenance("binary_mnist")
-    assert record["weights_file_sha256"] == S._file_sha256(shipped["final"] / "weights.pt")
+    assert record["weights_file_sha256"] == file_sha256(shipped["final"] / "weights.pt")
     assert record["weights_sha256"] == D.weights_sha256(S.load_pretrained("binary_mnist"))
     assert record["step"] == 6 and record["stage"] == "final" and record["ema"] is True
     assert record["diffusion_config"] == D.tiny_config().to_dict()

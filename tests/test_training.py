@@ -373,8 +373,8 @@ def test_huge_learning_rate_is_stopped_by_the_guard(images):
 @pytest.mark.parametrize(
     "settings, message",
     [
-        (dict(epochs=0), "epochs must be an int >= 1"),
-        (dict(epochs=2.5), "epochs must be an int"),
+        (dict(epochs=0), "epochs must be an integer >= 1"),
+        (dict(epochs=2.5), "epochs must be an integer"),
         (dict(epochs=3, batch_size=0), "batch_size"),
         (dict(epochs=3, learning_rate=0.0), "learning_rate must be > 0"),
         (dict(epochs=3, learning_rate=float("nan")), "learning_rate must be a finite number"),
@@ -387,7 +387,7 @@ def test_huge_learning_rate_is_stopped_by_the_guard(images):
         (dict(epochs=3, trainable="decoder"), "trainable must be one of"),
         (dict(epochs=3, member_seeds=[]), "member_seeds must be a non-empty list"),
         (dict(epochs=3, beta=[1.0, 2.0], member_seeds=[1, 2, 3]), "one of each per ensemble member"),
-        (dict(epochs=3, seed=-1), "seed must be an int >= 0"),
+        (dict(epochs=3, seed=-1), "seed must be an integer >= 0"),
         (dict(epochs=3, precision="float16"), "precision must be one of"),
     ],
 )

@@ -44,6 +44,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from .checks import check_int
 from . import cache as cache_module
 from . import data as data_module
 from . import estimators, models, tetrominoes, training
@@ -88,8 +89,8 @@ def steps_per_epoch(num_train: int, batch_size: int = BATCH_SIZE) -> int:
 
 def epochs_for_iterations(iterations: int, num_train: int, batch_size: int = BATCH_SIZE) -> int:
     """Whole epochs closest to an iteration budget (at least one): round(I / ceil(N / B))."""
-    data_module.check_int("iterations", iterations, minimum=1)
-    data_module.check_int("num_train", num_train, minimum=1)
+    check_int("iterations", iterations, minimum=1)
+    check_int("num_train", num_train, minimum=1)
     return max(1, round(iterations / steps_per_epoch(num_train, batch_size)))
 
 
@@ -284,11 +285,11 @@ class SweepSpec:
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {self.architecture!r}; choose one of {ARCHITECTURES}")
-        data_module.check_int("iterations", self.iterations, minimum=1)
-        data_module.check_int("restart", self.restart, minimum=0)
-        data_module.check_int("eval_points", self.eval_points, minimum=2)
+        check_int("iterations", self.iterations, minimum=1)
+        check_int("restart", self.restart, minimum=0)
+        check_int("eval_points", self.eval_points, minimum=2)
         if self.max_train is not None:
-            data_module.check_int("max_train", self.max_train, minimum=1)
+            check_int("max_train", self.max_train, minimum=1)
         if self.precision not in training.PRECISION_CHOICES:
             raise ValueError(f"precision must be one of {training.PRECISION_CHOICES}, got {self.precision!r}")
         betas = tuple(float(beta) for beta in self.betas)

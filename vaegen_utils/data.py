@@ -56,7 +56,6 @@ import http.client
 import importlib.util
 import io as bytes_io
 import logging
-import operator
 import os
 import pickle
 import struct
@@ -75,6 +74,7 @@ import torch
 from vaegen_utils import io as atomic_io
 from vaegen_utils import paths
 from vaegen_utils.checked_arrays import read_checked_npz, write_checked_npz
+from vaegen_utils.checks import check_int
 
 __all__ = [
     "DATASETS",
@@ -493,27 +493,6 @@ def dataset_summary(data_dir: str | os.PathLike | None = None) -> list[dict[str,
 # Argument checks (before anything is read)
 # --------------------------------------------------------------------------------------------
 
-
-def check_int(name: str, value: Any, *, minimum: int, maximum: int | None = None) -> int:
-    """`value` as a Python int when it is an integer in [minimum, maximum], else ValueError.
-
-    Accepts Python and numpy integers (anything with `__index__`), never bools or floats, even
-    integral ones. The messages name the argument, the value and the allowed range, e.g.
-    "seed must be >= 0, got -1".
-    """
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be an integer, got the bool {value!r}")
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise ValueError(
-            f"{name} must be an integer, got {type(value).__name__} {value!r}"
-        ) from None
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    if maximum is not None and value > maximum:
-        raise ValueError(f"{name} must be <= {maximum}, got {value}")
-    return value
 
 
 def _check_load_arguments(

@@ -63,6 +63,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
+from .checks import check_int
 from . import augment, estimators, synthetic, training, zhang2022
 from . import cache as vcache
 from .seeding import make_generator
@@ -127,11 +128,6 @@ def check_method(method: Any) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _require_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
-
 
 @dataclass(frozen=True)
 class Setup:
@@ -188,15 +184,15 @@ class Setup:
             raise ValueError(f"beta must be a positive number (paper C: 0.1), got {beta!r}")
         object.__setattr__(self, "beta", float(beta))
         object.__setattr__(self, "alpha", zhang2022.check_alpha(self.alpha))
-        _require_int("bank_blocks", self.bank_blocks, 1)
+        check_int("bank_blocks", self.bank_blocks, minimum=1)
         if not isinstance(self.bank, BankSettings):
             raise ValueError(f"bank must be a xiao2024.BankSettings, got {type(self.bank).__name__}")
         p = self.augment_p
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
             raise ValueError(f"augment_p is a probability in [0, 1], got {p!r}")
-        _require_int("iwae_samples", self.iwae_samples, 1)
-        _require_int("elbo_samples", self.elbo_samples, 1)
-        _require_int("eval_seed", self.eval_seed, 0)
+        check_int("iwae_samples", self.iwae_samples, minimum=1)
+        check_int("elbo_samples", self.elbo_samples, minimum=1)
+        check_int("eval_seed", self.eval_seed, minimum=0)
 
     @property
     def n_train(self) -> int:

@@ -58,7 +58,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -74,6 +73,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .checks import file_sha256
+from .checks import check_int
 from . import io as vio
 from . import paths
 from .checked_arrays import read_checked_npz, write_checked_npz
@@ -102,11 +103,6 @@ BANKS_FOLDER = "sample_banks"
 # Configuration and model
 # --------------------------------------------------------------------------------------------
 
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
 
 
 @dataclass(frozen=True)
@@ -145,11 +141,11 @@ class DiffusionConfig:
     def __post_init__(self) -> None:
         set_field = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen)
         for name in ("image_size", "sample_size", "channels", "layers_per_block", "norm_num_groups", "num_train_timesteps"):
-            set_field(name, _check_int(name, getattr(self, name), 1))
+            set_field(name, check_int(name, getattr(self, name), minimum=1))
         channels = self.block_out_channels
         if isinstance(channels, (str, bytes)) or not isinstance(channels, Sequence) or len(channels) == 0:
             raise ValueError(f"block_out_channels must be a non-empty list of ints, got {channels!r}")
-        channels = tuple(_check_int("block_out_channels[...]", value, 1) for value in channels)
+        channels = tuple(check_int("block_out_channels[...]", value, minimum=1) for value in channels)
         set_field("block_out_channels", channels)
         levels = len(channels)
         if self.sample_size % (2 ** (levels - 1)) != 0:
@@ -329,18 +325,11 @@ def build_diffusion_model(config: DiffusionConfig | Mapping[str, Any], seed: int
         config = DiffusionConfig.from_dict(config)
     if seed is None:
         return DiffusionModel(config)
-    seed = _check_int("seed", seed, 0)
+    seed = check_int("seed", seed, minimum=0)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return DiffusionModel(config)
 
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def save_diffusion(model: DiffusionModel, folder: str | os.PathLike, *, extra: Mapping[str, Any] | None = None) -> Path:
@@ -360,7 +349,7 @@ def save_diffusion(model: DiffusionModel, folder: str | os.PathLike, *, extra: M
         "config": model.config.to_dict(),
         "num_parameters": model.num_parameters(),
         "weights_sha256": weights_sha256(model),
-        "file_sha256": _file_sha256(folder / WEIGHTS_FILE),
+        "file_sha256": file_sha256(folder / WEIGHTS_FILE),
         **dict(extra or {}),
     }
     vio.atomic_write_json(folder / CONFIG_FILE, payload)
@@ -377,7 +366,7 @@ def load_diffusion(folder: str | os.PathLike) -> DiffusionModel:
     payload = vio.read_json(folder / CONFIG_FILE)
     if not isinstance(payload, dict) or payload.get("format") != SAVE_FORMAT:
         raise ValueError(f"{folder / CONFIG_FILE} was not written by vaegen_utils.diffusion.save_diffusion; {fix}")
-    if payload.get("file_sha256") and _file_sha256(folder / WEIGHTS_FILE) != payload["file_sha256"]:
+    if payload.get("file_sha256") and file_sha256(folder / WEIGHTS_FILE) != payload["file_sha256"]:
         raise ValueError(f"{folder / WEIGHTS_FILE} does not match {folder / CONFIG_FILE} (SHA-256 differs); {fix}")
     model = build_diffusion_model(DiffusionConfig.from_dict(payload["config"]), seed=0)
     try:
@@ -595,10 +584,10 @@ def train_diffusion(
     """
     if not isinstance(config, DiffusionConfig):
         raise ValueError(f"config must be a DiffusionConfig, got {type(config).__name__}")
-    steps = _check_int("steps", steps, 1)
-    batch_size = _check_int("batch_size", batch_size, 1)
-    seed = _check_int("seed", seed, 0)
-    warmup_steps = _check_int("warmup_steps", warmup_steps, 0)
+    steps = check_int("steps", steps, minimum=1)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    seed = check_int("seed", seed, minimum=0)
+    warmup_steps = check_int("warmup_steps", warmup_steps, minimum=0)
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if not (isinstance(learning_rate, (int, float)) and learning_rate > 0 and math.isfinite(learning_rate)):
@@ -609,9 +598,9 @@ def train_diffusion(
         raise ValueError(f"grad_clip must be > 0 or None, got {grad_clip!r}")
     _check_training_images(images, config)
     if isinstance(checkpoint_steps, int) and not isinstance(checkpoint_steps, bool):
-        checkpoint_set = set(range(_check_int("checkpoint_steps", checkpoint_steps, 1), steps + 1, checkpoint_steps))
+        checkpoint_set = set(range(check_int("checkpoint_steps", checkpoint_steps, minimum=1), steps + 1, checkpoint_steps))
     else:
-        checkpoint_set = {_check_int("checkpoint_steps[...]", value, 1) for value in (checkpoint_steps or [])}
+        checkpoint_set = {check_int("checkpoint_steps[...]", value, minimum=1) for value in (checkpoint_steps or [])}
     checkpoint_set = {value for value in checkpoint_set if value <= steps} | {steps}
 
     init_seed = derive_seed(seed, "diffusion-init")
@@ -804,11 +793,11 @@ def sample(
     """
     if not isinstance(model, DiffusionModel):
         raise ValueError(f"sample needs a DiffusionModel, got {type(model).__name__}")
-    n = _check_int("n", n, 0)
-    steps = _check_int("steps", steps, 1)
-    seed = _check_int("seed", seed, 0)
-    start_index = _check_int("start_index", start_index, 0)
-    batch_size = _check_int("batch_size", batch_size, 1)
+    n = check_int("n", n, minimum=0)
+    steps = check_int("steps", steps, minimum=1)
+    seed = check_int("seed", seed, minimum=0)
+    start_index = check_int("start_index", start_index, minimum=0)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
     if precision not in PRECISIONS:
@@ -924,14 +913,14 @@ def bank_settings(
         "weights_sha256": weights_sha256(model),
         "diffusion_config": model.config.to_dict(),
         "sampler": sampler,
-        "steps": _check_int("steps", steps, 1),
+        "steps": check_int("steps", steps, minimum=1),
         "eta": 0.0,
         "network_evaluations_per_image": network_evaluations(sampler, steps),
-        "seed": _check_int("seed", seed, 0),
+        "seed": check_int("seed", seed, minimum=0),
         "seeding": "image i starts from torch.randn with generator seed derive_seed(seed, 'diffusion-sample', i)",
         "precision": precision,
-        "batch_size": _check_int("batch_size", batch_size, 1),
-        "chunk_size": _check_int("chunk_size", chunk_size, 1),
+        "batch_size": check_int("batch_size", batch_size, minimum=1),
+        "chunk_size": check_int("chunk_size", chunk_size, minimum=1),
         "sample_shape": list(model.config.data_shape),
         "storage": "uint8 levels k = round(255 x), x in [0, 1]; read back as k/255",
     }
@@ -1046,7 +1035,7 @@ class SampleBank:
 
     def num_blocks(self, block_size: int) -> int:
         """How many whole blocks of block_size images the bank holds (k in paper A's k x N)."""
-        return self.num_samples // _check_int("block_size", block_size, 1)
+        return self.num_samples // check_int("block_size", block_size, minimum=1)
 
     def epoch_samples(
         self, epoch: int, block_size: int, *, num_blocks: int | None = None, binarize: bool = False, pad_to: int | None = None
@@ -1056,9 +1045,9 @@ class SampleBank:
         k = num_blocks (default: every whole block in the bank). Algorithm 2 of paper A with k >= T
         epochs gives every epoch fresh samples; k < T cycles the blocks (module docstring).
         """
-        epoch = _check_int("epoch", epoch, 1)
+        epoch = check_int("epoch", epoch, minimum=1)
         available = self.num_blocks(block_size)
-        k = available if num_blocks is None else _check_int("num_blocks", num_blocks, 1)
+        k = available if num_blocks is None else check_int("num_blocks", num_blocks, minimum=1)
         if available == 0 or k > available:
             raise ValueError(
                 f"the bank holds {self.num_samples} samples = {available} blocks of {block_size}, but {max(k, 1)} "
@@ -1084,8 +1073,8 @@ class BankDataSource:
 
     def __init__(self, bank: SampleBank, block_size: int, *, num_blocks: int | None, binarize: bool, pad_to: int | None):
         self.bank = bank
-        self.block_size = _check_int("block_size", block_size, 1)
-        self.num_blocks = bank.num_blocks(self.block_size) if num_blocks is None else _check_int("num_blocks", num_blocks, 1)
+        self.block_size = check_int("block_size", block_size, minimum=1)
+        self.num_blocks = bank.num_blocks(self.block_size) if num_blocks is None else check_int("num_blocks", num_blocks, minimum=1)
         self.binarize = bool(binarize)
         self.pad_to = pad_to
 
@@ -1132,7 +1121,7 @@ def generate_bank(
     new chunks (a time budget, or a simulated kill in tests); the returned bank then holds fewer
     than num_samples images (check `len(bank)`).
     """
-    num_samples = _check_int("num_samples", num_samples, 1)
+    num_samples = check_int("num_samples", num_samples, minimum=1)
     settings = bank_settings(
         model, sampler=sampler, steps=steps, seed=seed, precision=precision, batch_size=batch_size, chunk_size=chunk_size
     )
@@ -1202,7 +1191,7 @@ def generate_bank(
             "file": file_name,
             "start": start,
             "count": count,
-            "sha256": _file_sha256(folder / file_name),
+            "sha256": file_sha256(folder / file_name),
         }
         write_manifest()
         new_chunks += 1

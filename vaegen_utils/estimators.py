@@ -32,6 +32,8 @@ from typing import Iterator
 
 import torch
 
+from .checks import check_int
+
 LOG_2PI = math.log(2.0 * math.pi)
 
 # Size of one decoder call in the chunked estimators: sample_chunk x (batch entries) x (decoder
@@ -105,7 +107,7 @@ def beta_elbo(
     The distortion averages `num_samples` reparameterized samples (1 = the single-sample
     estimate that paper B's BPD uses). Returns terms of shape `(..., B)`.
     """
-    _check_positive_int("num_samples", num_samples)
+    check_int("num_samples", num_samples, minimum=1)
     mean, log_std = model.encode(x)  # (..., B, Z) each
     rate = gaussian_kl_to_standard_normal(mean, log_std)  # (..., B)
     z = reparameterize(mean, log_std, num_samples, generator)  # (S, ..., B, Z)
@@ -143,7 +145,7 @@ def iwae_bound(
     Returns `(..., B)` in nats (`(B,)` for a single model, `(M, B)` for an ensemble). Runs under
     `torch.no_grad()` with the model in eval mode.
     """
-    _check_positive_int("num_samples", num_samples, hint="use num_samples=1 for the single-sample ELBO")
+    check_int("num_samples", num_samples, hint="use num_samples=1 for the single-sample ELBO", minimum=1)
     with torch.no_grad(), _evaluation_mode(model):
         base_seed = _draw_base_seed(generator)
         results = []
@@ -177,7 +179,7 @@ def gaussian_elbo(
 
     x `(B, *data_shape)` (or `(M, B, *data_shape)`); mean, log_std `(..., B, Z)`. Returns `(..., B)`.
     """
-    _check_positive_int("num_samples", num_samples)
+    check_int("num_samples", num_samples, minimum=1)
     if mean.shape != log_std.shape:
         raise ValueError(
             f"mean and log_std must have the same shape, got {tuple(mean.shape)} and {tuple(log_std.shape)}"
@@ -266,13 +268,13 @@ def fit_optimal_posterior(
             f"got {init!r}"
         )
     for name, value in (("num_samples", num_samples), ("max_steps", max_steps), ("check_every", check_every)):
-        _check_positive_int(name, value)
+        check_int(name, value, minimum=1)
     if not isinstance(patience, int) or patience < 0:
         raise ValueError(f"patience must be a non-negative int (windows without improvement), got {patience!r}")
     if not learning_rate > 0:
         raise ValueError(f"learning_rate must be positive, got {learning_rate!r}")
     if eval_samples is not None:
-        _check_positive_int("eval_samples", eval_samples, hint="or None to skip the evaluation")
+        check_int("eval_samples", eval_samples, hint="or None to skip the evaluation", minimum=1)
     batch_dim = _data_batch_dim(model, x)
     with _evaluation_mode(model), _frozen_parameters(model):
         chunks = []
@@ -335,7 +337,7 @@ def amortization_gap(
     `gaussian_elbo` with `eval_samples` samples and the same noise streams (common random numbers).
     x `(B, *data_shape)` (or `(M, B, *data_shape)`); returns `(..., B)` tensors in an `AmortizationGap`.
     """
-    _check_positive_int("eval_samples", eval_samples)
+    check_int("eval_samples", eval_samples, minimum=1)
     fit = fit_optimal_posterior(model, x, eval_samples=None, generator=generator, **fit_options)
     with torch.no_grad(), _evaluation_mode(model):
         base_seed = _draw_base_seed(generator)
@@ -377,10 +379,6 @@ def _as_member_tensor(beta: float | torch.Tensor, like: torch.Tensor) -> torch.T
 # internals
 
 
-def _check_positive_int(name: str, value, hint: str = "") -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}" + (f"; {hint}" if hint else ""))
-
 
 def _data_batch_dim(model, x: torch.Tensor) -> int:
     """Index of x's data batch dimension: the one right before the model's data dimensions."""
@@ -406,7 +404,7 @@ def _batch_chunks(model, x: torch.Tensor, batch_chunk: int | None) -> Iterator[t
     batch_dim = _data_batch_dim(model, x)
     if batch_chunk is None:
         batch_chunk = DEFAULT_BATCH_CHUNK
-    _check_positive_int("batch_chunk", batch_chunk)
+    check_int("batch_chunk", batch_chunk, minimum=1)
     num_points = x.shape[batch_dim]
     for start in range(0, num_points, batch_chunk):
         stop = min(start + batch_chunk, num_points)
@@ -422,7 +420,7 @@ def _decoder_outputs_per_point(model) -> int:
 def _sample_chunk_size(model, latent_batch_shape: torch.Size, num_samples: int, sample_chunk: int | None) -> int:
     """Samples per decoder call: `sample_chunk`, or as many as fit DEFAULT_CHUNK_FLOATS."""
     if sample_chunk is not None:
-        _check_positive_int("sample_chunk", sample_chunk)
+        check_int("sample_chunk", sample_chunk, minimum=1)
         return min(sample_chunk, num_samples)
     floats_per_sample = math.prod(latent_batch_shape) * _decoder_outputs_per_point(model)
     return max(1, min(num_samples, DEFAULT_CHUNK_FLOATS // floats_per_sample))
@@ -738,7 +736,7 @@ def minibatch_aggregate_log_density(
     (probtorch `Trace.log_batch_marginal`). With N = B it is the plain batch mixture.
     """
     batch = z.shape[-2]
-    _check_positive_int("num_data", num_data)
+    check_int("num_data", num_data, minimum=1)
     if batch < 2:
         raise ValueError(f"the minibatch estimator needs batches of at least 2 points, got {batch}")
     if num_data < batch:
@@ -759,7 +757,7 @@ def full_aggregate_log_density(
     components are processed `component_chunk` at a time and combined with a running logsumexp,
     so memory is Q x component_chunk per leading index (rtqichen/beta-tcvae's full estimator).
     """
-    _check_positive_int("component_chunk", component_chunk)
+    check_int("component_chunk", component_chunk, minimum=1)
     num_components = mean.shape[-2]
     running = None
     for start in range(0, num_components, component_chunk):
@@ -826,9 +824,9 @@ def rate_decomposition_minibatch(
     members) share the batches and the noise draws' positions but not their values.
     """
     num_points = _check_encoder_outputs(mean, log_std)
-    _check_positive_int("batch_size", batch_size, "paper C uses batches of 512")
+    check_int("batch_size", batch_size, hint="paper C uses batches of 512", minimum=1)
     num_data = num_points if num_data is None else num_data
-    _check_positive_int("num_data", num_data)
+    check_int("num_data", num_data, minimum=1)
     order = torch.randperm(num_points, generator=generator)
     batches = [batch for batch in torch.split(order, min(batch_size, num_points)) if len(batch) >= 2]
     pieces = {"conditional": [], "marginal": [], "prior": []}
@@ -868,9 +866,9 @@ def rate_decomposition_full(
     `rate_sampled` to rounding and `rate` up to Monte Carlo error.
     """
     num_points = _check_encoder_outputs(mean, log_std)
-    _check_positive_int("num_samples", num_samples)
+    check_int("num_samples", num_samples, minimum=1)
     if max_queries is not None:
-        _check_positive_int("max_queries", max_queries)
+        check_int("max_queries", max_queries, minimum=1)
     rows = torch.arange(num_points)
     if max_queries is not None and max_queries < num_points:
         rows = torch.randperm(num_points, generator=generator)[:max_queries].sort().values
@@ -896,7 +894,7 @@ def encode_dataset(model, images: torch.Tensor, *, batch_size: int = 1000) -> tu
     images `(N, *data_shape)` -> mean, log_std `(N, Z)` each for a single model, `(M, N, Z)` for an
     ensemble (the data batch dimension is the one before Z).
     """
-    _check_positive_int("batch_size", batch_size)
+    check_int("batch_size", batch_size, minimum=1)
     means, log_stds = [], []
     with _evaluation_mode(model):
         for chunk in torch.split(images, batch_size):

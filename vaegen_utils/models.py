@@ -33,7 +33,6 @@ model (or an `ensemble.EnsembleMLPVAE`) and checks that the files belong togethe
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -44,6 +43,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .checks import check_int, check_sequence, file_sha256
 from . import io as vio
 from .likelihoods import LIKELIHOODS, Likelihood, make_likelihood
 
@@ -74,22 +74,11 @@ SAVE_FORMAT_VERSION = 1
 
 
 def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) and not (
-        isinstance(value, float) and value.is_integer()
-    ):
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if int(value) <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+    return check_int(name, value, minimum=1)
 
 
 def _positive_int_tuple(name: str, value: Any, *, allow_empty: bool = False) -> Shape:
-    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-        raise ValueError(f"{name} must be a sequence of positive integers such as (512, 512), got {value!r}")
-    sizes = tuple(_positive_int(f"each entry of {name}", size) for size in value)
-    if not sizes and not allow_empty:
-        raise ValueError(f"{name} must not be empty, got {value!r}")
-    return sizes
+    return check_sequence(name, value, _positive_int, min_length=0 if allow_empty else 1, example="(512, 512)")
 
 
 def _choice(name: str, value: Any, choices: Iterable[str]) -> str:
@@ -914,7 +903,7 @@ def save(model: nn.Module, folder: str | os.PathLike) -> Path:
     payload = _describe(model)
     state = {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()}
     vio.atomic_save(folder / WEIGHTS_FILE, lambda tmp: torch.save(state, tmp))
-    payload["weights_sha256"] = _sha256(folder / WEIGHTS_FILE)
+    payload["weights_sha256"] = file_sha256(folder / WEIGHTS_FILE)
     vio.atomic_write_json(folder / CONFIG_FILE, payload)
     return folder
 
@@ -945,7 +934,7 @@ def load(folder: str | os.PathLike, *, map_location: str | torch.device = "cpu")
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(f"{config_path} describes no valid model ({error}); {fix}") from error
     expected_sha = payload.get("weights_sha256")
-    if expected_sha is not None and _sha256(weights_path) != expected_sha:
+    if expected_sha is not None and file_sha256(weights_path) != expected_sha:
         raise ValueError(
             f"{weights_path} does not match {config_path} (SHA-256 differs): the folder was partly overwritten "
             f"or corrupted; {fix}"
@@ -995,11 +984,3 @@ def _rebuild(payload: dict) -> nn.Module:
     if ensemble_class is not None:
         return ensemble_class._from_saved(config, payload)
     raise ValueError(f"unknown saved model kind {kind!r}")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -37,7 +37,6 @@ Typical use (the VAE notebooks):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -45,6 +44,7 @@ from typing import Any, Mapping
 
 import torch
 
+from .checks import file_sha256
 from . import data
 from . import diffusion
 from . import io as vio
@@ -128,13 +128,6 @@ def shipped_folder(dataset: str, *, stage: str = "final") -> Path:
     return SHIPPED_ROOT / shipped_name(dataset, stage_step(dataset, stage))
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def _fix(folder: Path, dataset: str, step: int) -> str:
     try:
@@ -181,7 +174,7 @@ def load_pretrained(dataset: str, *, stage: str = "final") -> diffusion.Diffusio
     weights = folder / record.get("weights_file", diffusion.WEIGHTS_FILE)
     if not weights.is_file():
         raise FileNotFoundError(f"the shipped diffusion model's weight file {weights} is missing; {fix}")
-    actual = _file_sha256(weights)
+    actual = file_sha256(weights)
     if actual != record["weights_file_sha256"]:
         raise ValueError(
             f"the shipped diffusion model's weight file {weights} is corrupt or was changed: SHA-256 {actual[:16]}... "
@@ -556,7 +549,7 @@ def export_checkpoint(
     def fill(staging: Path) -> None:
         extra = {"training": {"step": int(step), **settings}, "ema": ema, "dataset": dataset, "stage": stage}
         diffusion.save_diffusion(model, staging, extra=extra)
-        record = {**record_base, "weights_file_sha256": _file_sha256(staging / diffusion.WEIGHTS_FILE)}
+        record = {**record_base, "weights_file_sha256": file_sha256(staging / diffusion.WEIGHTS_FILE)}
         vio.atomic_write_json(staging / PROVENANCE_FILE, record)
 
     write_checkpoint_atomically(target.parent, target, fill, {"step": int(step), "dataset": dataset, "stage": stage})

@@ -125,7 +125,8 @@ import torch
 
 from vaegen_utils import paths
 from vaegen_utils.checked_arrays import read_checked_npz, write_checked_npz
-from vaegen_utils.data import ImageDataset, check_int, subset_indices
+from vaegen_utils.checks import check_int
+from vaegen_utils.data import ImageDataset, subset_indices
 
 __all__ = [
     "FACTOR_NAMES",

@@ -54,6 +54,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
+from .checks import check_int, check_number
 from . import estimators, io
 from .seeding import derive_seed, make_generator
 
@@ -150,14 +151,14 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         set_field = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen)
-        _require_int("epochs", self.epochs, minimum=1, hint="train for at least one epoch")
-        _require_int("batch_size", self.batch_size, minimum=1)
-        _require_int("num_samples", self.num_samples, minimum=1)
-        _require_int("num_eval_samples", self.num_eval_samples, minimum=1)
-        _require_int("eval_batch_size", self.eval_batch_size, minimum=1)
-        _require_int("seed", self.seed, minimum=0)
-        _require_int("eval_seed", self.eval_seed, minimum=0)
-        learning_rate = _require_number("learning_rate", self.learning_rate)
+        check_int("epochs", self.epochs, minimum=1, hint="train for at least one epoch")
+        check_int("batch_size", self.batch_size, minimum=1)
+        check_int("num_samples", self.num_samples, minimum=1)
+        check_int("num_eval_samples", self.num_eval_samples, minimum=1)
+        check_int("eval_batch_size", self.eval_batch_size, minimum=1)
+        check_int("seed", self.seed, minimum=0)
+        check_int("eval_seed", self.eval_seed, minimum=0)
+        learning_rate = check_number("learning_rate", self.learning_rate)
         if not learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r} (paper B uses 1e-3 on MNIST)")
         set_field("learning_rate", learning_rate)
@@ -170,7 +171,7 @@ class TrainConfig:
                     f"member) or None, got {self.member_seeds!r}"
                 )
             for seed in seeds:
-                _require_int("member_seeds[...]", seed, minimum=0)
+                check_int("member_seeds[...]", seed, minimum=0)
             set_field("member_seeds", seeds)
         if isinstance(self.beta, list) and self.member_seeds is not None and len(self.beta) != len(self.member_seeds):
             raise ValueError(
@@ -222,16 +223,6 @@ class TrainConfig:
         return sorted(epochs)
 
 
-def _require_int(name: str, value: Any, *, minimum: int, hint: str = "") -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        extra = f"; {hint}" if hint else ""
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}{extra}")
-
-
-def _require_number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
 
 
 def _normalise_beta(beta: Any) -> float | list[float]:
@@ -241,12 +232,12 @@ def _normalise_beta(beta: Any) -> float | list[float]:
                 "beta is an empty list; give one float for a single model or one value per ensemble "
                 "member, e.g. beta=[0.5, 1.0, 2.0]"
             )
-        values = [_require_number("beta[...]", value) for value in beta]
+        values = [check_number("beta[...]", value) for value in beta]
         negative = [value for value in values if value < 0]
         if negative:
             raise ValueError(f"every beta must be >= 0 (it weighs the rate, a KL divergence); got {list(beta)!r}")
         return values
-    value = _require_number("beta", beta)
+    value = check_number("beta", beta)
     if value < 0:
         raise ValueError(f"beta must be >= 0 (it weighs the rate, a KL divergence); got {beta!r}")
     return value
@@ -418,7 +409,7 @@ class ModelSampleMixture:
     """
 
     def __init__(self, model: torch.nn.Module, alpha: float = 0.5):
-        alpha = _require_number("alpha", alpha)
+        alpha = check_number("alpha", alpha)
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(
                 f"alpha is the fraction of model samples in the mixture and must be in [0, 1], got {alpha}"

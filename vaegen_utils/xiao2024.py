@@ -37,6 +37,7 @@ from typing import Any, Sequence
 
 import torch
 
+from .checks import check_int
 from . import augment, data, diffusion, estimators, models, robustness as robust, synthetic, training
 from . import cache as vcache
 from .seeding import make_generator
@@ -98,12 +99,6 @@ TABLE7 = {
 }
 
 
-def _require_int(name: str, value: Any, minimum: int, maximum: int | None = None, hint: str = "") -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (maximum is not None and value > maximum):
-        bound = f">= {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
-        raise ValueError(f"{name} must be an int {bound}{' (' + hint + ')' if hint else ''}, got {value!r}")
-    return value
-
 
 @dataclass(frozen=True)
 class BankSettings:
@@ -128,9 +123,9 @@ class BankSettings:
     def __post_init__(self) -> None:
         if self.stage not in ("final", "early"):
             raise ValueError(f"stage must be 'final' or 'early' (the shipped diffusion checkpoints), got {self.stage!r}")
-        _require_int("steps", self.steps, 1)
-        _require_int("seed", self.seed, 0)
-        _require_int("dm_steps", self.dm_steps, 1)
+        check_int("steps", self.steps, minimum=1)
+        check_int("seed", self.seed, minimum=0)
+        check_int("dm_steps", self.dm_steps, minimum=1)
 
     def with_changes(self, **changes) -> "BankSettings":
         return dataclasses.replace(self, **changes)
@@ -172,19 +167,19 @@ class Study:
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
             raise ValueError(f"variant must be one of {sorted(VARIANTS)} (paper A Table 3), got {self.variant!r}")
-        _require_int("n_train", self.n_train, 1, 60_000)
-        _require_int("n_test", self.n_test, 1, TEST_SIZE)
+        check_int("n_train", self.n_train, minimum=1, maximum=60_000)
+        check_int("n_test", self.n_test, minimum=1, maximum=TEST_SIZE)
         seeds = tuple(self.seeds) if isinstance(self.seeds, (list, tuple)) else ()
         if not seeds or len(set(seeds)) != len(seeds) or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
             raise ValueError(f"seeds must be a non-empty list of distinct ints >= 0 (one model per seed), got {self.seeds!r}")
         object.__setattr__(self, "seeds", seeds)
-        _require_int("epochs", self.epochs, 1)
-        _require_int("eval_every", self.eval_every, 1, self.epochs)
-        _require_int("checkpoint_every", self.checkpoint_every, 1, self.epochs)
-        _require_int("bank_blocks", self.bank_blocks, 1, hint="k of Algorithm 2: blocks of n_train bank samples")
-        _require_int("latent_dim", self.latent_dim, 1)
-        _require_int("hidden_width", self.hidden_width, 1)
-        _require_int("batch_size", self.batch_size, 1, self.n_train, hint="at most n_train")
+        check_int("epochs", self.epochs, minimum=1)
+        check_int("eval_every", self.eval_every, minimum=1, maximum=self.epochs)
+        check_int("checkpoint_every", self.checkpoint_every, minimum=1, maximum=self.epochs)
+        check_int("bank_blocks", self.bank_blocks, minimum=1, hint="k of Algorithm 2: blocks of n_train bank samples")
+        check_int("latent_dim", self.latent_dim, minimum=1)
+        check_int("hidden_width", self.hidden_width, minimum=1)
+        check_int("batch_size", self.batch_size, minimum=1, maximum=self.n_train, hint="at most n_train")
         if not isinstance(self.bank, BankSettings):
             raise ValueError(f"bank must be a BankSettings, got {type(self.bank).__name__}")
         if self.variant == "cifar10" and self.latent_dim % 64:
@@ -524,7 +519,7 @@ class AttackSettings:
 
     def __post_init__(self) -> None:
         for name in ("n_reference", "restarts", "steps"):
-            _require_int(name, getattr(self, name), 1)
+            check_int(name, getattr(self, name), minimum=1)
         if not self.radius > 0:
             raise ValueError(f"radius (the L_inf budget delta) must be positive, got {self.radius!r}")
 

@@ -41,6 +41,7 @@ from typing import Any, Sequence
 
 import torch
 
+from .checks import check_int, check_number
 from . import cache as vcache
 from . import data, estimators, models, training
 from .seeding import make_generator
@@ -69,17 +70,6 @@ OFFICIAL_NUMBERS = {
 # --------------------------------------------------------------------------------------------
 
 
-def _require_int(name: str, value: Any, minimum: int, maximum: int | None = None, hint: str = "") -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (maximum is not None and value > maximum):
-        bound = f"in {minimum}..{maximum}" if maximum is not None else f">= {minimum}"
-        raise ValueError(f"{name} must be an int {bound}, got {value!r}" + (f"; {hint}" if hint else ""))
-    return value
-
-
-def _require_positive_number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    return float(value)
 
 
 @dataclass(frozen=True)
@@ -117,23 +107,23 @@ class BaseRun:
                 f"got {self.dataset!r}"
             )
         if self.n_train is not None:
-            _require_int("n_train", self.n_train, 1, 60_000, hint="or None for the full training set")
-        _require_int("n_test", self.n_test, 1, TEST_SIZE)
+            check_int("n_train", self.n_train, minimum=1, maximum=60_000, hint="or None for the full training set")
+        check_int("n_test", self.n_test, minimum=1, maximum=TEST_SIZE)
         seeds = tuple(self.seeds) if isinstance(self.seeds, (list, tuple)) else None
         if not seeds:
             raise ValueError(f"seeds must be a non-empty list of distinct ints >= 0, got {self.seeds!r}")
         for seed in seeds:
-            _require_int("seeds[...]", seed, 0)
+            check_int("seeds[...]", seed, minimum=0)
         if len(set(seeds)) != len(seeds):
             raise ValueError(f"seeds must be distinct (each is one ensemble member), got {list(seeds)}")
         object.__setattr__(self, "seeds", seeds)
-        _require_int("epochs", self.epochs, 1)
-        _require_int("checkpoint_every", self.checkpoint_every, 1, self.epochs, hint="a checkpoint every k epochs")
-        _require_int("eval_every", self.eval_every, 1, self.epochs, hint="train/test BPD every k epochs")
-        _require_int("subset_seed", self.subset_seed, 0)
-        _require_int("num_hidden_layers", self.num_hidden_layers, 1)
-        _require_int("batch_size", self.batch_size, 1)
-        object.__setattr__(self, "learning_rate", _require_positive_number("learning_rate", self.learning_rate))
+        check_int("epochs", self.epochs, minimum=1)
+        check_int("checkpoint_every", self.checkpoint_every, minimum=1, maximum=self.epochs, hint="a checkpoint every k epochs")
+        check_int("eval_every", self.eval_every, minimum=1, maximum=self.epochs, hint="train/test BPD every k epochs")
+        check_int("subset_seed", self.subset_seed, minimum=0)
+        check_int("num_hidden_layers", self.num_hidden_layers, minimum=1)
+        check_int("batch_size", self.batch_size, minimum=1)
+        object.__setattr__(self, "learning_rate", check_number("learning_rate", self.learning_rate, positive=True))
 
     @property
     def likelihood(self) -> str:
@@ -196,12 +186,12 @@ class RetrainSettings:
     eval_every: int | None = None
 
     def __post_init__(self) -> None:
-        _require_int("epochs", self.epochs, 1)
-        _require_int("batch_size", self.batch_size, 1)
-        object.__setattr__(self, "learning_rate", _require_positive_number("learning_rate", self.learning_rate))
-        _require_int("seed", self.seed, 0)
+        check_int("epochs", self.epochs, minimum=1)
+        check_int("batch_size", self.batch_size, minimum=1)
+        object.__setattr__(self, "learning_rate", check_number("learning_rate", self.learning_rate, positive=True))
+        check_int("seed", self.seed, minimum=0)
         if self.eval_every is not None:
-            _require_int("eval_every", self.eval_every, 1, self.epochs)
+            check_int("eval_every", self.eval_every, minimum=1, maximum=self.epochs)
 
 
 @dataclass(frozen=True)
@@ -225,12 +215,12 @@ class PerPointSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _require_int("n_points", self.n_points, 1, TEST_SIZE)
+        check_int("n_points", self.n_points, minimum=1, maximum=TEST_SIZE)
         for name in ("num_samples", "max_steps", "check_every", "eval_samples"):
-            _require_int(name, getattr(self, name), 1)
-        _require_int("patience", self.patience, 0)
-        _require_int("seed", self.seed, 0)
-        object.__setattr__(self, "learning_rate", _require_positive_number("learning_rate", self.learning_rate))
+            check_int(name, getattr(self, name), minimum=1)
+        check_int("patience", self.patience, minimum=0)
+        check_int("seed", self.seed, minimum=0)
+        object.__setattr__(self, "learning_rate", check_number("learning_rate", self.learning_rate, positive=True))
 
     def fit_options(self) -> dict:
         return {
@@ -628,8 +618,8 @@ def iwae_comparison(
     cache = cache or vcache.RunCache()
     alpha = check_alpha(alpha)
     epoch = run.checkpoint_epochs()[-1] if epoch is None else epoch
-    _require_int("num_samples", num_samples, 1)
-    _require_int("n_points", n_points, 1, run.n_test, hint="at most the run's n_test")
+    check_int("num_samples", num_samples, minimum=1)
+    check_int("n_points", n_points, minimum=1, maximum=run.n_test, hint="at most the run's n_test")
     x = load_images(run)[1][:n_points]
     table: dict[str, Any] = {"epoch": epoch, "num_samples": num_samples, "n_points": n_points}
     for encoder in ENCODERS:
@@ -695,7 +685,7 @@ def model_samples(
     """
     cache = cache or vcache.RunCache()
     epoch = run.checkpoint_epochs()[-1] if epoch is None else epoch
-    _require_int("n", n, 1)
+    check_int("n", n, minimum=1)
     key = {"kind": "zhang2022-model-samples", "code_version": CODE_VERSION, "base": base_key(run),
            "checkpoint_epoch": epoch, "n": n, "seed": seed}
 
