@@ -83,6 +83,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from vaegen_utils import bozkurt2021
+from vaegen_utils.claims import best_beta, grid_neighbours, is_l_shaped, is_u_shaped, minimum_shape
 from vaegen_utils import tetrominoes
 from vaegen_utils.figures import savefig, use_style
 from vaegen_utils.profiles import by_profile
@@ -274,7 +275,7 @@ sparse1_gap = curves[(SPARSE_SPLIT, "mlp1")].gap().mean(axis=0)
 
 def shape_of(key, part="test", metric="distortion"):
     curve = curves[key]
-    return bozkurt2021.minimum_shape(curve.betas, curve.mean(part, metric), curve.sd(part, metric))
+    return minimum_shape(curve.betas, curve.mean(part, metric), curve.sd(part, metric))
 
 
 # Fig. 3 top: "we observe no evidence of memorization" / "virtually no generalization gap".
@@ -311,7 +312,7 @@ claims.append(Claim(
 
 # Fig. 3 bottom, 1-layer: "the distortion on the test set initially decreases, achieves a minimum, and somewhat increases".
 sparse_1 = shape_of((SPARSE_SPLIT, "mlp1"))
-u_1layer = bozkurt2021.is_u_shaped(sparse_1, SD_MARGIN)
+u_1layer = is_u_shaped(sparse_1, SD_MARGIN)
 claims.append(Claim(
     id="fig3_sparse_1layer_u_shape", paper="bozkurt2021", figure="Fig. 3 (bottom)",
     statement="CV(16k/147k), 1-layer MLP: test distortion is U-shaped in β (minimum at an interior β)",
@@ -327,7 +328,7 @@ claims.append(Claim(
 
 # Fig. 3 bottom, 3-layer: "generalization improves as we reduce β" (an L-shape, no rise at small β).
 sparse_3 = shape_of((SPARSE_SPLIT, "mlp3"))
-l_3layer = bozkurt2021.is_l_shaped(sparse_3, SD_MARGIN)
+l_3layer = is_l_shaped(sparse_3, SD_MARGIN)
 claims.append(Claim(
     id="fig3_sparse_3layer_l_shape", paper="bozkurt2021", figure="Fig. 3 (bottom)",
     statement="CV(16k/147k), 3-layer MLP: test distortion keeps falling as β falls (L-shaped, no rise at small β)",
@@ -341,14 +342,14 @@ claims.append(Claim(
 
 # Fig. 3 bottom, 3-layer: "the test-set lower bound ... achieves a maximum at β = 0.1".
 sparse_elbo = curves[(SPARSE_SPLIT, "mlp3")].mean("test", "elbo")
-peak_beta = bozkurt2021.best_beta(BETAS, sparse_elbo)
-peak_holds = bool(peak_beta in bozkurt2021.grid_neighbours(BETAS, 0.1))
+peak_beta = best_beta(BETAS, sparse_elbo)
+peak_holds = bool(peak_beta in grid_neighbours(BETAS, 0.1))
 claims.append(Claim(
     id="fig3_sparse_3layer_elbo_peak", paper="bozkurt2021", figure="Fig. 3 (bottom)",
     statement="CV(16k/147k), 3-layer MLP: the test ELBO (-D-R) is best near β = 0.1",
     reported=0.1, measured={"argmax_beta": peak_beta, "test_elbo": sparse_elbo.round(1).tolist(),
                             "gap_D_nats": sparse3_gap.round(2).tolist()},
-    tolerance=f"argmax within one grid step of 0.1: {bozkurt2021.grid_neighbours(BETAS, 0.1)}",
+    tolerance=f"argmax within one grid step of 0.1: {grid_neighbours(BETAS, 0.1)}",
     holds=peak_holds,
     note=(("Holds by the tolerance, but not for the paper's reason" if peak_holds else
            f"The test ELBO peaks at β = {peak_beta:g}") +

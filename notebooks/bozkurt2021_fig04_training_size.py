@@ -59,6 +59,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from vaegen_utils import bozkurt2021
+from vaegen_utils.claims import is_monotone
 from vaegen_utils import tetrominoes
 from vaegen_utils.figures import savefig, use_style
 from vaegen_utils.profiles import by_profile
@@ -171,7 +172,7 @@ claims.append(Claim(
     reported="gap larger for smaller N_train",
     measured={"sizes": ordered, "mean_gap_nats": {a: [round(g, 2) for g in v] for a, v in cv_gaps.items()}},
     tolerance="mean over β of test D - train D strictly decreasing in N_train, every architecture run",
-    holds=bool(all(bozkurt2021.is_monotone(gaps, increasing=False) for gaps in cv_gaps.values())),
+    holds=bool(all(is_monotone(gaps, increasing=False) for gaps in cv_gaps.values())),
     note=(f"{len(SIZES)} sizes and {RESTARTS} restart(s): the ordering rests on a difference of "
           f"{abs(cv_gaps[ARCHITECTURES[0]][0] - cv_gaps[ARCHITECTURES[0]][-1]):.2f} nats, not separated from restart noise."
           if RESTARTS == 1 else None),

@@ -63,6 +63,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from vaegen_utils import bozkurt2021
+from vaegen_utils.claims import is_u_shaped, minimum_shape
 from vaegen_utils import data
 from vaegen_utils.figures import savefig, use_style
 from vaegen_utils.profiles import by_profile
@@ -136,9 +137,9 @@ plt.show()
 
 # %%
 claims = []
-shapes = {key: bozkurt2021.minimum_shape(curve.betas, curve.mean("test", "distortion"), curve.sd("test", "distortion"))
+shapes = {key: minimum_shape(curve.betas, curve.mean("test", "distortion"), curve.sd("test", "distortion"))
           for key, curve in curves.items()}
-u_one_layer = {name: bozkurt2021.is_u_shaped(shapes[(name, "mlp1")], 2.0) for name in loaded}
+u_one_layer = {name: is_u_shaped(shapes[(name, "mlp1")], 2.0) for name in loaded}
 u_holds = bool(loaded) and sum(u_one_layer.values()) > len(loaded) / 2
 gaps = {key: curve.gap().mean(axis=0) for key, curve in curves.items()}  # test D - train D per β
 epochs_1 = runs[(loaded[0], "mlp1")][0]["epochs"] if loaded else 0

@@ -68,6 +68,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from vaegen_utils import bozkurt2021
+from vaegen_utils.claims import is_l_shaped, is_u_shaped, minimum_shape
 from vaegen_utils import tetrominoes
 from vaegen_utils.figures import savefig, use_style
 from vaegen_utils.profiles import by_profile
@@ -179,9 +180,9 @@ for part in ("train", "test"):
 # The verdicts that depend on this sweep's curve shape (fig03's U/L test), for one restart of each
 # precision, with the bfloat16 restarts' sd as the noise yardstick.
 noise = bf16_curve.sd("test", "distortion")
-shape_bf16 = bozkurt2021.minimum_shape(BETAS, bf16_runs[0]["test"]["distortion"], noise)
-shape_float32 = bozkurt2021.minimum_shape(BETAS, float32_run["test"]["distortion"], noise)
-verdicts = {name: {"u_shaped": bozkurt2021.is_u_shaped(shape, 2.0), "l_shaped": bozkurt2021.is_l_shaped(shape, 2.0),
+shape_bf16 = minimum_shape(BETAS, bf16_runs[0]["test"]["distortion"], noise)
+shape_float32 = minimum_shape(BETAS, float32_run["test"]["distortion"], noise)
+verdicts = {name: {"u_shaped": is_u_shaped(shape, 2.0), "l_shaped": is_l_shaped(shape, 2.0),
                    "argmin_beta": shape["argmin_beta"]}
             for name, shape in (("bfloat16", shape_bf16), ("float32", shape_float32))}
 largest = {name: {part: (np.abs(np.asarray(float32_run[part][name]) - np.asarray(bf16_runs[0][part][name]))

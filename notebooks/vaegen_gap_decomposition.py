@@ -109,7 +109,8 @@ EVAL_SEED = 0  # noise of every ELBO and IWAE (one seed: common random numbers a
 import matplotlib.pyplot as plt
 import numpy as np
 
-from vaegen_utils import decomposition, zhang2022
+from vaegen_utils import decomposition, estimators, zhang2022
+from vaegen_utils.claims import mean_sd
 from vaegen_utils.figures import output_dir, savefig, use_style
 from vaegen_utils.io import atomic_write_text
 from vaegen_utils.profiles import by_profile
@@ -145,7 +146,7 @@ SETUP = decomposition.Setup(
         seed=RETRAIN_SEED,
         eval_every=by_profile(PROFILE, RETRAIN_EVAL_EVERY_BY_PROFILE),
     ),
-    fit=zhang2022.PerPointSettings(
+    fit=estimators.PerPointSettings(
         n_points=by_profile(PROFILE, N_POINTS_BY_PROFILE),
         num_samples=FIT_SAMPLES,
         learning_rate=FIT_LEARNING_RATE,
@@ -197,7 +198,7 @@ delta = {  # each gap of each method minus normal training's, per seed (same see
              for name in decomposition.TABLE_GAPS}
     for method in METHODS if method != "normal"
 }
-delta_summary = {method: {name: dict(zip(("mean", "sd"), decomposition.mean_sd(values))) for name, values in rows.items()}
+delta_summary = {method: {name: dict(zip(("mean", "sd"), mean_sd(values))) for name, values in rows.items()}
                  for method, rows in delta.items()}
 delta_table = decomposition.markdown_table(delta_summary, LABELS, decomposition.TABLE_GAPS)
 closes = {name: decomposition.smallest(summary, name) for name in decomposition.TABLE_GAPS}

@@ -105,7 +105,8 @@ CIFAR_LEARNING_RATE = 1e-4  # Adam step size for the residual net (not stated in
 import matplotlib.pyplot as plt
 import numpy as np
 
-from vaegen_utils import data, models, xiao2024
+from vaegen_utils import data, estimators, models, xiao2024
+from vaegen_utils.claims import peak_then_drop
 from vaegen_utils.figures import savefig, use_style
 from vaegen_utils.profiles import by_profile
 from vaegen_utils.results import Claim, Stopwatch, write_results
@@ -134,7 +135,7 @@ BASE = xiao2024.Study(
     bank=BANK,
     subset_seed=SUBSET_SEED,
 )
-FIT = xiao2024.PerPointSettings(
+FIT = estimators.PerPointSettings(
     n_points=by_profile(PROFILE, FIT_POINTS_BY_PROFILE),
     num_samples=FIT_SAMPLES,
     learning_rate=FIT_LEARNING_RATE,
@@ -159,12 +160,12 @@ def size_result(study, method, with_amortization_gap):
     """Final-epoch numbers of one trained size (seed means and sds); G_a only if asked (it costs a q* fit)."""
     curves = xiao2024.learning_curves(study, method)
     train, test = np.array(curves["train_elbo"]), np.array(curves["test_elbo"])  # (evals, seeds)
-    peak = xiao2024.peak_then_drop(curves["epochs"], curves["test_elbo"])
+    peak = peak_then_drop(curves["epochs"], curves["test_elbo"])
     row = {
         "method": method, "latent_dim": study.latent_dim, "width": study.hidden_width, "parameters": parameter_count(study),
         "train_elbo": float(train[-1].mean()), "test_elbo": float(test[-1].mean()), "test_elbo_sd": float(test[-1].std()),
         "G_g": float((train[-1] - test[-1]).mean()), "G_g_sd": float((train[-1] - test[-1]).std()),
-        "peak_test_elbo": peak["peak_elbo"], "peak_epoch": peak["peak_epoch"], "train_seconds": curves["seconds"],
+        "peak_test_elbo": peak["peak"], "peak_epoch": peak["peak_epoch"], "train_seconds": curves["seconds"],
     }
     if with_amortization_gap:
         gap = xiao2024.gaps_at_checkpoint(study, method, study.epochs, FIT)

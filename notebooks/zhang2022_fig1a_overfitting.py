@@ -60,6 +60,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from vaegen_utils import zhang2022
+from vaegen_utils.claims import mean_sd
 from vaegen_utils.figures import savefig, use_style
 from vaegen_utils.profiles import by_profile
 from vaegen_utils.results import Claim, Stopwatch, write_results
@@ -92,8 +93,8 @@ print(BINARY)
 # %%
 curves = zhang2022.learning_curves(BINARY)  # trains once, then reads the cache
 epochs = np.array(curves["epochs"])
-train_mean, train_sd = map(np.array, zhang2022.mean_sd(curves["train_bpd"]))  # (T,) each
-test_mean, test_sd = map(np.array, zhang2022.mean_sd(curves["test_bpd"]))
+train_mean, train_sd = map(np.array, mean_sd(curves["train_bpd"]))  # (T,) each
+test_mean, test_sd = map(np.array, mean_sd(curves["test_bpd"]))
 checkpoints = curves["checkpoint_epochs"]
 at_checkpoint = np.isin(epochs, checkpoints)
 best = int(np.argmin(test_mean))  # the lowest seed-mean test BPD

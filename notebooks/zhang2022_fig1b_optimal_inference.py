@@ -72,7 +72,8 @@ DOMINANCE_FACTOR = 2.0  # claim: at the last checkpoint the inference gap is at 
 import matplotlib.pyplot as plt
 import numpy as np
 
-from vaegen_utils import zhang2022
+from vaegen_utils import estimators, zhang2022
+from vaegen_utils.claims import mean_sd
 from vaegen_utils.figures import savefig, use_style
 from vaegen_utils.profiles import by_profile
 from vaegen_utils.results import Claim, Stopwatch, write_results
@@ -103,7 +104,7 @@ RETRAIN = zhang2022.RetrainSettings(
     seed=RETRAIN_SEED,
     eval_every=by_profile(PROFILE, RETRAIN_EVAL_EVERY_BY_PROFILE),
 )
-PER_POINT = zhang2022.PerPointSettings(
+PER_POINT = estimators.PerPointSettings(
     n_points=by_profile(PROFILE, PER_POINT_IMAGES_BY_PROFILE),
     num_samples=PER_POINT_SAMPLES,
     learning_rate=PER_POINT_LEARNING_RATE,
@@ -123,9 +124,9 @@ optimal = zhang2022.optimal_inference(BINARY, RETRAIN)  # eq. 12, one retraining
 per_point = zhang2022.per_point_optimal(BINARY, PER_POINT, RETRAIN)  # amortization gap on the first test images, cached
 
 epochs = np.array(amortized["epochs"])
-amortized_mean, amortized_sd = map(np.array, zhang2022.mean_sd(amortized["test_bpd"]))
-train_mean, train_sd = map(np.array, zhang2022.mean_sd(amortized["train_bpd"]))
-optimal_mean, optimal_sd = map(np.array, zhang2022.mean_sd(optimal["test_bpd"]))
+amortized_mean, amortized_sd = map(np.array, mean_sd(amortized["test_bpd"]))
+train_mean, train_sd = map(np.array, mean_sd(amortized["train_bpd"]))
+optimal_mean, optimal_sd = map(np.array, mean_sd(optimal["test_bpd"]))
 inference_gap = np.array(amortized["test_bpd"]) - np.array(optimal["test_bpd"])  # (C, M), eq. 11 in bits/dim
 print(f"encoder retraining time when it ran: {optimal['train_seconds']:.0f} s over all checkpoints (reruns load the cache)")
 print(f"{'epoch':>6} {'amortized':>16} {'optimal inference':>18} {'inference gap':>14}")
@@ -138,7 +139,7 @@ last_curve = optimal["curves"][-1]
 print("optimal inference at the last checkpoint, test BPD per retraining epoch:",
       {epoch: round(float(np.mean(values)), 4) for epoch, values in zip(last_curve["epochs"], last_curve["test_bpd"])})
 
-subset = {name: tuple(map(np.array, zhang2022.mean_sd(per_point[f"{name}_bpd"])))
+subset = {name: tuple(map(np.array, mean_sd(per_point[f"{name}_bpd"])))
           for name in ("amortized", "optimal_inference", "per_point")}
 print(f"\nfirst {PER_POINT.n_points} test images, {PER_POINT.eval_samples}-sample ELBOs:")
 print(f"{'epoch':>6} {'amortized':>10} {'optimal inf.':>13} {'per-point q*':>13} {'amortization gap':>17} {'converged':>10}")

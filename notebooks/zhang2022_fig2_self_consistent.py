@@ -75,6 +75,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from vaegen_utils import zhang2022
+from vaegen_utils.claims import mean_sd, relative_improvement
 from vaegen_utils.figures import sample_grid, savefig, use_style
 from vaegen_utils.profiles import by_profile
 from vaegen_utils.results import Claim, Stopwatch, write_results
@@ -139,7 +140,7 @@ for dataset, run in RUNS.items():
         "self_consistent_curves": self_consistent["curves"],
         "retrain_seconds": self_consistent["train_seconds"] + optimal["train_seconds"],
     }
-    means = {name: zhang2022.mean_sd(results[dataset][name])[0] for name in ("amortized", "self_consistent", "optimal_inference")}
+    means = {name: mean_sd(results[dataset][name])[0] for name in ("amortized", "self_consistent", "optimal_inference")}
     print(f"\n{dataset}: test BPD, seed means ({len(SEEDS)} seeds)")
     print(f"{'epoch':>6} {'amortized':>10} {'self-consistent':>16} {'optimal inference':>18}")
     for index, epoch in enumerate(amortized["epochs"]):
@@ -147,7 +148,7 @@ for dataset, run in RUNS.items():
               f"{means['optimal_inference'][index]:>18.4f}")
 
 sweep = zhang2022.alpha_sweep(RUNS["binary_mnist"], RETRAIN, ALPHAS)  # last binary checkpoint
-sweep_mean, sweep_sd = map(np.array, zhang2022.mean_sd(sweep["test_bpd"]))
+sweep_mean, sweep_sd = map(np.array, mean_sd(sweep["test_bpd"]))
 best_alpha = float(sweep["alphas"][int(np.argmin(sweep_mean))])
 print(f"\nalpha sweep at binary epoch {sweep['epoch']}: " +
       ", ".join(f"alpha={alpha:g}: {mean:.4f} ± {sd:.4f}" for alpha, mean, sd in zip(ALPHAS, sweep_mean, sweep_sd)) +
@@ -163,8 +164,8 @@ for dataset, table in iwae.items():
     print(f"\n{dataset}, epoch {table['epoch']}, first {table['n_points']} test images, bits/dim (seed mean ± sd)")
     print(f"{'encoder':<20} {'ELBO (1 sample)':>18} {f'IWAE (K={IWAE_SAMPLES})':>18}")
     for encoder in zhang2022.ENCODERS:
-        elbo_mean, elbo_sd = zhang2022.mean_sd(table[encoder]["elbo_bpd"])
-        iwae_mean, iwae_sd = zhang2022.mean_sd(table[encoder]["iwae_bpd"])
+        elbo_mean, elbo_sd = mean_sd(table[encoder]["elbo_bpd"])
+        iwae_mean, iwae_sd = mean_sd(table[encoder]["iwae_bpd"])
         print(f"{encoder:<20} {elbo_mean:>10.4f} ± {elbo_sd:.4f} {iwae_mean:>10.4f} ± {iwae_sd:.4f}")
 
 # %% [markdown]
@@ -173,17 +174,17 @@ for dataset, table in iwae.items():
 # %%
 comparison = {}
 for dataset, run in RUNS.items():
-    amortized_means = zhang2022.mean_sd(results[dataset]["amortized"])[0]
+    amortized_means = mean_sd(results[dataset]["amortized"])[0]
     epoch = results[dataset]["epochs"][int(np.argmin(amortized_means))] if COMPARE_EPOCH == "best" else COMPARE_EPOCH
     values = zhang2022.official_comparison(run, RETRAIN, epoch=epoch, alpha=ALPHA)  # first 1000 test images
     improvement = np.array(values["amortized_bpd"]) - np.array(values["self_consistent_bpd"])  # (M,) bits/dim
     official = zhang2022.OFFICIAL_NUMBERS[dataset]
     comparison[dataset] = {
         **values,
-        "improvement_bpd": zhang2022.mean_sd(improvement.tolist()),
-        "relative_improvement": zhang2022.relative_improvement(float(np.mean(values["amortized_bpd"])),
+        "improvement_bpd": mean_sd(improvement.tolist()),
+        "relative_improvement": relative_improvement(float(np.mean(values["amortized_bpd"])),
                                                                float(np.mean(values["self_consistent_bpd"]))),
-        "official_relative_improvement": zhang2022.relative_improvement(official["baseline"], official["improved"]),
+        "official_relative_improvement": relative_improvement(official["baseline"], official["improved"]),
         # Same setting as the official notebook: all 60k images and its epoch-100 checkpoint.
         "comparable": run.n_train is None and epoch == official["epoch"],
     }
@@ -208,7 +209,7 @@ for column, dataset in enumerate(RUNS):
     ax = fig.add_subplot(grid[0, column])
     epochs = results[dataset]["epochs"]
     for name, color, label in styles:
-        mean, sd = map(np.array, zhang2022.mean_sd(results[dataset][name]))
+        mean, sd = map(np.array, mean_sd(results[dataset][name]))
         ax.plot(epochs, mean, marker="o", markersize=3, color=color, label=label)
         ax.fill_between(epochs, mean - sd, mean + sd, color=color, alpha=0.2, linewidth=0)
     ax.set_xlabel("training epoch of the checkpoint")
@@ -218,7 +219,7 @@ handles, labels = ax.get_legend_handles_labels()
 fig.legend(handles, labels, loc="lower left", bbox_to_anchor=(0.06, 0.90), ncol=3, fontsize=7.5)
 
 ax = fig.add_subplot(grid[0, 2])
-binary_last = {name: zhang2022.mean_sd(results["binary_mnist"][name][-1])[0] for name in ("amortized", "optimal_inference")}
+binary_last = {name: mean_sd(results["binary_mnist"][name][-1])[0] for name in ("amortized", "optimal_inference")}
 for name, color, label in styles:
     if name in binary_last:  # the sweep's two reference levels, labelled on the line
         ax.axhline(binary_last[name], color=color, linestyle="--", linewidth=1)
@@ -240,8 +241,8 @@ lines = [f"last checkpoint, first {IWAE_IMAGES} test images, bits/dim", f"{'':<2
 for dataset, table in iwae.items():
     lines.append("binary:" if dataset == "binary_mnist" else "greyscale:")
     for encoder in zhang2022.ENCODERS:
-        elbo_mean = zhang2022.mean_sd(table[encoder]["elbo_bpd"])[0]
-        iwae_mean = zhang2022.mean_sd(table[encoder]["iwae_bpd"])[0]
+        elbo_mean = mean_sd(table[encoder]["elbo_bpd"])[0]
+        iwae_mean = mean_sd(table[encoder]["iwae_bpd"])[0]
         lines.append(f"  {encoder.replace('_', ' '):<18}{elbo_mean:>7.4f}{iwae_mean:>9.4f}")
 ax.text(0.0, 1.15, "\n".join(lines), va="top", ha="left", family="monospace", fontsize=6.5, transform=ax.transAxes)
 fig.suptitle(f"Fig. 2: self-consistent encoder training (mean ± sd over {len(SEEDS)} seeds)", x=0.06, y=0.99, ha="left", fontsize=10)
@@ -254,7 +255,7 @@ plt.show()
 # %%
 claims = []
 for dataset in RUNS:
-    means = {name: np.array(zhang2022.mean_sd(results[dataset][name])[0])
+    means = {name: np.array(mean_sd(results[dataset][name])[0])
              for name in ("amortized", "self_consistent", "optimal_inference")}
     ordered = (means["amortized"] > means["self_consistent"]) & (means["self_consistent"] > means["optimal_inference"])
     claims.append(Claim(
@@ -339,7 +340,7 @@ claims.append(Claim(
     figure="IWAE table",
     statement=f"IWAE (K={IWAE_SAMPLES}) bounds log p(x) more tightly than the single-sample ELBO for every encoder and seed",
     reported="IWAE_K >= ELBO (Burda et al. 2016, Theorem 1)",
-    measured={dataset: {encoder: {kind: round(zhang2022.mean_sd(table[encoder][kind])[0], 5) for kind in ("elbo_bpd", "iwae_bpd")}
+    measured={dataset: {encoder: {kind: round(mean_sd(table[encoder][kind])[0], 5) for kind in ("elbo_bpd", "iwae_bpd")}
                         for encoder in zhang2022.ENCODERS} for dataset, table in iwae.items()},
     tolerance="IWAE BPD <= ELBO BPD for every encoder and seed",
     holds=bool(iwae_tighter),

@@ -65,35 +65,6 @@ def test_difficult_example_is_at_the_requested_percentile():
     assert example["test_row"] == 1000 + 89 and example["train_row"] == 89
 
 
-@pytest.mark.parametrize(
-    ("mean", "sd", "argmin", "interior", "u", "l"),
-    [
-        ([10, 8, 6, 7, 9], [0.1] * 5, 6, True, True, False),  # U: rise 4 over noise 0.14
-        ([5, 6, 7, 8, 9], [0.1] * 5, 5, False, False, True),  # L: minimum at the smallest β
-        ([6.05, 6.0, 7, 8, 9], [0.5] * 5, 6.0, True, False, True),  # interior but within noise: L, not U
-        ([9, 8, 7, 6, 5], [0.1] * 5, 5, False, False, False),  # minimum at the largest β
-    ],
-)
-def test_minimum_shape_tells_u_from_l(mean, sd, argmin, interior, u, l):
-    betas = [0.001, 0.01, 0.1, 1.0, 5.0]
-    shape = c.minimum_shape(betas, mean, sd)
-    assert shape["argmin_beta"] == betas[mean.index(min(mean))] and shape["interior"] == interior
-    assert c.is_u_shaped(shape, 2.0) == u and c.is_l_shaped(shape, 2.0) == l
-
-
-def test_minimum_shape_with_one_restart_and_unsorted_betas():
-    shape = c.minimum_shape([1.0, 0.001, 0.1], [5.0, 9.0, 4.0])  # sorted: 0.001 -> 9, 0.1 -> 4, 1 -> 5
-    assert shape["argmin_beta"] == 0.1 and shape["interior"] and shape["rise"] == 5.0 and shape["rise_sd"] is None
-    assert c.is_u_shaped(shape, 2.0) and not c.is_l_shaped(shape, 2.0)
-
-
-def test_grid_helpers():
-    assert c.grid_neighbours(c.BETAS, 0.1) == [0.01, 0.1, 0.3]
-    assert c.grid_neighbours([0.001, 1.0, 5.0], 0.1) == [0.001, 1.0, 5.0]  # off-grid: nearest in log β (1.0) stands in
-    assert c.best_beta([0.1, 1, 5], [3, 9, 1]) == 1 and c.best_beta([0.1, 1, 5], [3, 9, 1], largest=False) == 5
-    assert c.is_monotone([3, 2, 1], increasing=False) and not c.is_monotone([3, 3, 1], increasing=False)
-
-
 def test_curve_mean_sd_and_gap():
     runs = [
         {"betas": [0.1, 1.0], "train": {"rate": [4, 2], "distortion": [10, 12], "elbo": [-14, -14]},

@@ -103,3 +103,16 @@ def test_file_sha256_is_the_hash_of_the_bytes(tmp_path):
     path.write_bytes(payload)
     assert checks.file_sha256(path) == hashlib.sha256(payload).hexdigest()
     assert checks.file_sha256(path, chunk_bytes=7) == hashlib.sha256(payload).hexdigest()
+
+
+def test_profile_tables_resolve_with_overrides_where_none_keeps_the_profile_value():
+    from vaegen_utils.profiles import resolve
+
+    table = {"smoke": {"epochs": 2, "seeds": [0]}, "cpu": {"epochs": 160, "seeds": [0, 1, 2]}, "paper": {"epochs": 1000, "seeds": [0, 1, 2]}}
+    assert resolve("cpu", table) == {"epochs": 160, "seeds": [0, 1, 2]}
+    assert resolve("cpu", table, epochs=None, seeds=[4]) == {"epochs": 160, "seeds": [4]}
+    assert resolve("paper", table, epochs=80)["epochs"] == 80
+    with pytest.raises(ValueError, match=r"unknown cpu-profile setting field\(s\) 'epoch' \(did you mean 'epochs'\?\)"):
+        resolve("cpu", table, epoch=3)
+    with pytest.raises(ValueError, match="unknown profile"):
+        resolve("gpu", table)

@@ -99,7 +99,7 @@ def tiny_setup(**changes) -> decomposition.Setup:
     settings = dict(
         base=base,
         retrain=zhang2022.RetrainSettings(epochs=1, batch_size=10),
-        fit=zhang2022.PerPointSettings(n_points=4, num_samples=2, max_steps=4, check_every=2, patience=0, eval_samples=3),
+        fit=estimators.PerPointSettings(n_points=4, num_samples=2, max_steps=4, check_every=2, patience=0, eval_samples=3),
         bank_blocks=2,
         iwae_samples=5,
         elbo_samples=2,
@@ -116,7 +116,7 @@ def tiny_setup(**changes) -> decomposition.Setup:
         ({"augment_p": 2.0}, "augment_p"),
         ({"bank_blocks": 0}, "bank_blocks"),
         ({"iwae_samples": 0}, "iwae_samples"),
-        ({"fit": zhang2022.PerPointSettings(n_points=N_TEST + 1)}, "exceeds"),
+        ({"fit": estimators.PerPointSettings(n_points=N_TEST + 1)}, "exceeds"),
     ],
 )
 def test_setup_rejects_bad_settings(changes, message):
@@ -144,11 +144,11 @@ def test_iwae_with_the_encoder_as_proposal_equals_iwae_bound():
     x = torch.bernoulli(torch.full((6, 1, 28, 28), 0.3), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         mean, log_std = model.encode(x)
-    ours = decomposition.iwae_with_proposal(model, x, mean, log_std, 7, generator=torch.Generator().manual_seed(5))
+    ours = estimators.iwae_with_proposal(model, x, mean, log_std, 7, generator=torch.Generator().manual_seed(5))
     reference = estimators.iwae_bound(model, x, 7, generator=torch.Generator().manual_seed(5))
     torch.testing.assert_close(ours, reference)
     with pytest.raises(ValueError, match="holds 6 points"):
-        decomposition._FixedProposal(model, mean, log_std).encode(x[:3])
+        estimators._FixedProposal(model, mean, log_std).encode(x[:3])
 
 
 # ------------------------------------------------------------------------------------------

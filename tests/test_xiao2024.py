@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from vaegen_utils import cache as vcache
-from vaegen_utils import xiao2024
+from vaegen_utils import estimators, xiao2024
 
 REPO = Path(__file__).resolve().parents[1]
 VAE_NOTEBOOKS = sorted(
@@ -85,12 +85,6 @@ def test_model_follows_paper_a_and_the_size_settings():
     assert study.checkpoint_epochs() == [1, 2] and study.bank_size() == 10 * 20
 
 
-def test_peak_then_drop_on_a_known_curve():
-    summary = xiao2024.peak_then_drop([10, 20, 30, 40], [[-100.0], [-90.0, ], [-95.0], [-97.0]])
-    assert summary == {"peak_epoch": 20, "peak_elbo": -90.0, "final_elbo": -97.0, "drop": 7.0}
-    assert xiao2024.mean_sd([1.0, 3.0]) == (2.0, math.sqrt(2.0))
-
-
 # --------------------------------------------------------------------------------------------
 # Training methods on real (tiny) data
 # --------------------------------------------------------------------------------------------
@@ -129,7 +123,7 @@ def test_augmented_runs_differ_from_normal_and_reruns_hit_the_cache(run_cache):
 
 
 def test_amortization_gap_is_non_negative_on_average(run_cache):
-    fit = xiao2024.PerPointSettings(n_points=5, num_samples=1, learning_rate=1e-2, max_steps=100, check_every=20,
+    fit = estimators.PerPointSettings(n_points=5, num_samples=1, learning_rate=1e-2, max_steps=100, check_every=20,
                                     patience=2, eval_samples=50)
     result = xiao2024.gaps_at_checkpoint(tiny_study(), "normal", 2, fit, cache=run_cache)
     assert result["G_a"][0] == pytest.approx(result["optimal_elbo"][0] - result["amortized_elbo"][0])
@@ -233,7 +227,7 @@ def test_cifar_trains_one_run_per_seed_and_reports_every_seed(cifar_images, run_
     curves = xiao2024.gap_curves(study, "aug_tuned", None, cache=run_cache)
     assert all(len(row) == 2 for row in curves["test_elbo"]), curves["test_elbo"]
     assert curves["test_elbo"][-1][0] != curves["test_elbo"][-1][1], "the seeds are different models"
-    fit = xiao2024.PerPointSettings(n_points=3, num_samples=1, learning_rate=1e-2, max_steps=20, check_every=10,
+    fit = estimators.PerPointSettings(n_points=3, num_samples=1, learning_rate=1e-2, max_steps=20, check_every=10,
                                     patience=1, eval_samples=5)
     assert len(xiao2024.gaps_at_checkpoint(study, "aug_tuned", 2, fit, cache=run_cache)["G_a"]) == 2
     attack = xiao2024.AttackSettings(n_reference=2, restarts=1, steps=2, radius=0.05)

@@ -38,7 +38,7 @@ def tiny_run(**changes) -> zhang2022.BaseRun:
 
 
 RETRAIN = zhang2022.RetrainSettings(epochs=1, batch_size=20)
-FIT = zhang2022.PerPointSettings(n_points=4, num_samples=2, max_steps=6, check_every=2, patience=0, eval_samples=5)
+FIT = estimators.PerPointSettings(n_points=4, num_samples=2, max_steps=6, check_every=2, patience=0, eval_samples=5)
 
 
 # ------------------------------------------------------------------------------------------
@@ -105,9 +105,9 @@ def test_retrain_modes_validate_alpha(fake_images, tmp_path):
     [
         (zhang2022.RetrainSettings, {"epochs": 0}, "epochs"),
         (zhang2022.RetrainSettings, {"epochs": 2, "eval_every": 3}, "eval_every"),
-        (zhang2022.PerPointSettings, {"n_points": 0}, "n_points"),
-        (zhang2022.PerPointSettings, {"n_points": 4, "patience": -1}, "patience"),
-        (zhang2022.PerPointSettings, {"n_points": 4, "learning_rate": -1.0}, "learning_rate"),
+        (estimators.PerPointSettings, {"n_points": 0}, "n_points"),
+        (estimators.PerPointSettings, {"n_points": 4, "patience": -1}, "patience"),
+        (estimators.PerPointSettings, {"n_points": 4, "learning_rate": -1.0}, "learning_rate"),
     ],
 )
 def test_retrain_and_per_point_settings_validate(cls, kwargs, message):
@@ -180,17 +180,9 @@ def test_retraining_freezes_the_decoder_and_alpha_changes_the_run(fake_images, t
 
 
 def test_per_point_subset_larger_than_the_test_set_is_rejected(fake_images, tmp_path):
-    big = zhang2022.PerPointSettings(n_points=N_TEST + 1)
+    big = estimators.PerPointSettings(n_points=N_TEST + 1)
     with pytest.raises(ValueError, match="n_points"):
         zhang2022.per_point_optimal(tiny_run(), big, RETRAIN, cache=RunCache(tmp_path))
-
-
-def test_mean_sd_and_relative_improvement():
-    mean, sd = zhang2022.mean_sd([[1.0, 3.0], [2.0, 2.0]])
-    assert mean == [2.0, 2.0] and sd[0] == pytest.approx(math.sqrt(2.0)) and sd[1] == 0.0
-    assert zhang2022.mean_sd([5.0]) == (5.0, 0.0)  # one seed: no spread
-    official = zhang2022.OFFICIAL_NUMBERS["binary_mnist"]  # papers.md B.6: 0.18543 -> 0.17891
-    assert zhang2022.relative_improvement(official["baseline"], official["improved"]) == pytest.approx(0.0352, abs=1e-4)
 
 
 # ------------------------------------------------------------------------------------------

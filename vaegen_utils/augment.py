@@ -50,6 +50,7 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 

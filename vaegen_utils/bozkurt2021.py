@@ -44,10 +44,11 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from .checks import check_int
 from . import cache as cache_module
 from . import data as data_module
 from . import estimators, models, tetrominoes, training
+from .checks import check_int
+from .neighbours import nearest_neighbour_distances
 from .seeding import derive_seed, make_generator
 
 PAPER_KEY = "bozkurt2021"
@@ -219,7 +220,7 @@ def nearest_neighbours(
     """Test-to-train L2 pixel distances (cached): {"distances", "test_rows", "train_rows"} as numpy.
 
     `max_test`: a seeded random subset of that many test rows, `data.subset_indices(N_test,
-    max_test, seed)` as in `tetrominoes.nearest_neighbour_distances` (whose docstring: medians and
+    max_test, seed)` as in `nearest_neighbour_distances` (whose docstring: medians and
     90th percentiles agree with the full set's to 0.01 at 10,000 rows). Rows index the split's parts.
     """
     config = {"kind": "bozkurt2021-nearest-neighbours", "version": RESULTS_VERSION, "data": split.spec(),
@@ -230,7 +231,7 @@ def nearest_neighbours(
             rows = data_module.subset_indices(split.num_test, max_test, seed)
         else:
             rows = np.arange(split.num_test)
-        result = tetrominoes.nearest_neighbour_distances(split.test_rows(rows), split.train)
+        result = nearest_neighbour_distances(split.test_rows(rows), split.train)
         return {"distances": result.distances.numpy(), "test_rows": rows, "train_rows": result.indices.numpy()}
 
     return (cache or cache_module.RunCache()).cached_result("nearest_neighbours", config, compute)
@@ -497,68 +498,6 @@ class Curve:
                 summary[f"{part}_{metric}_mean"] = self.mean(part, metric).tolist()
                 summary[f"{part}_{metric}_sd"] = self.sd(part, metric).tolist()
         return summary
-
-
-def minimum_shape(betas: Sequence[float], mean: Sequence[float], sd: Sequence[float] | None = None) -> dict:
-    """Where a curve over β has its minimum and how far its small-β end rises above it.
-
-    Returns {"argmin_beta", "interior" (the minimum is at neither the smallest nor the largest β),
-    "rise" (value at the smallest β minus the minimum, >= 0), "rise_sd" (that rise in units of the
-    restarts' sd at those two points, combined in quadrature; inf when the sd is 0 and rise > 0)}.
-    U-shaped in paper C's sense: interior minimum and a rise well above the restart noise.
-    """
-    betas = np.asarray(betas, dtype=np.float64)
-    mean = np.asarray(mean, dtype=np.float64)
-    order = np.argsort(betas)
-    betas, mean = betas[order], mean[order]
-    sd = np.zeros_like(mean) if sd is None else np.asarray(sd, dtype=np.float64)[order]
-    index = int(np.argmin(mean))
-    rise = float(mean[0] - mean[index])
-    noise = float(math.hypot(sd[0], sd[index]))
-    rise_sd = rise / noise if noise > 0 else None  # None: one restart, no spread to compare with
-    return {"argmin_beta": float(betas[index]), "interior": 0 < index < len(mean) - 1, "rise": rise, "rise_sd": rise_sd,
-            "smallest_beta": float(betas[0])}
-
-
-def is_u_shaped(shape: Mapping, sd_margin: float) -> bool:
-    """Paper C's U: interior minimum and a small-β rise above `sd_margin` restart sd's (any rise > 0
-    when there is a single restart)."""
-    rise_sd = shape["rise_sd"]
-    above_noise = shape["rise"] > 0 if rise_sd is None else rise_sd > sd_margin
-    return bool(shape["interior"] and above_noise)
-
-
-def is_l_shaped(shape: Mapping, sd_margin: float) -> bool:
-    """Paper C's L (monotone in β): the minimum is at the smallest β, or the small-β rise is within
-    `sd_margin` restart sd's (with a single restart: only a minimum at the smallest β counts)."""
-    if shape["argmin_beta"] == shape["smallest_beta"]:
-        return True
-    rise_sd = shape["rise_sd"]
-    return bool(rise_sd is not None and rise_sd <= sd_margin)
-
-
-def best_beta(betas: Sequence[float], values: Sequence[float], *, largest: bool = True) -> float:
-    """The β with the largest (or smallest) value."""
-    values = np.asarray(values, dtype=np.float64)
-    index = int(np.argmax(values) if largest else np.argmin(values))
-    return float(np.asarray(betas, dtype=np.float64)[index])
-
-
-def grid_neighbours(betas: Sequence[float], center: float, steps: int = 1) -> list[float]:
-    """The β values within `steps` grid positions of `center` on the sorted grid (inclusive).
-
-    When `center` is not on the grid (smoke profile's short grid), the nearest grid value in log β
-    stands in for it.
-    """
-    grid = sorted(float(beta) for beta in betas)
-    index = int(np.argmin([abs(math.log(beta / center)) if beta > 0 else math.inf for beta in grid]))
-    return grid[max(0, index - steps) : index + steps + 1]
-
-
-def is_monotone(values: Sequence[float], *, increasing: bool) -> bool:
-    """Strictly monotone sequence (in the given direction)."""
-    differences = np.diff(np.asarray(values, dtype=np.float64))
-    return bool(np.all(differences > 0) if increasing else np.all(differences < 0))
 
 
 # --------------------------------------------------------------------------------------------

@@ -184,8 +184,11 @@ class RunCache:
         return folder
 
     # Derived results -------------------------------------------------------------------
-    def cached_result(self, name: str, config: Any, compute_fn: Callable[[], Any]) -> Any:
+    def cached_result(self, name: str, config: Any, compute_fn: Callable[[], Any], *, folder: str | None = None) -> Any:
         """compute_fn() once per (config, name); later calls return the stored value.
+
+        `folder` names the entry's folder when it is first created (`<key[:16]>-<folder>`, default
+        `name`), e.g. "zhang2022-optimal-e100", so a paper's cache entries are easy to find.
 
         JSON-able values (no NaN) are stored as `<name>.json` and come back as JSON values
         (tuples become lists); anything else (tensors, NaN, numpy arrays) as `<name>.pt`. A
@@ -193,7 +196,7 @@ class RunCache:
         altered file is detected; it is then recomputed after a warning.
         """
         label = slugify(name, max_length=80)
-        folder = self.run_dir(config, name=name) / RESULTS_FOLDER
+        folder = self.run_dir(config, name=folder or name) / RESULTS_FOLDER
         value = self._read_result(folder, label)
         if value is not _MISSING:
             return value

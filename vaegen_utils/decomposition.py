@@ -63,9 +63,10 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from .checks import check_int
 from . import augment, estimators, synthetic, training, zhang2022
+from .claims import mean_sd
 from . import cache as vcache
+from .checks import check_int
 from .seeding import make_generator
 from .xiao2024 import BankSettings
 
@@ -137,7 +138,7 @@ class Setup:
                   The same settings as the zhang2022 notebooks reuse their cached normal models.
     retrain       encoder retraining (decoder frozen) for the self-consistent encoder (eq. 16) and
                   for the encoder retrained on the test set (eq. 12); zhang2022's settings reuse its cache.
-    fit           the per-point q* fit (`zhang2022.PerPointSettings`); `fit.n_points` is the size of
+    fit           the per-point q* fit (`estimators.PerPointSettings`); `fit.n_points` is the size of
                   the train and test subsets of the IWAE / q* / retrained columns, `fit.eval_samples`
                   the Monte Carlo samples of every subset ELBO.
     beta          the rate weight of the beta method (paper C: best test bound near 0.1).
@@ -152,7 +153,7 @@ class Setup:
 
     base: zhang2022.BaseRun
     retrain: zhang2022.RetrainSettings
-    fit: zhang2022.PerPointSettings
+    fit: estimators.PerPointSettings
     beta: float = 0.1
     alpha: float = 0.5
     bank_blocks: int = 10
@@ -171,8 +172,8 @@ class Setup:
             )
         if not isinstance(self.retrain, zhang2022.RetrainSettings):
             raise ValueError(f"retrain must be a zhang2022.RetrainSettings, got {type(self.retrain).__name__}")
-        if not isinstance(self.fit, zhang2022.PerPointSettings):
-            raise ValueError(f"fit must be a zhang2022.PerPointSettings, got {type(self.fit).__name__}")
+        if not isinstance(self.fit, estimators.PerPointSettings):
+            raise ValueError(f"fit must be a estimators.PerPointSettings, got {type(self.fit).__name__}")
         n_train = self.base.n_train or 60_000
         if self.fit.n_points > min(n_train, self.base.n_test):
             raise ValueError(
@@ -369,46 +370,6 @@ def retrained_on_test(setup: Setup, method: str, *, cache: vcache.RunCache | Non
 # --------------------------------------------------------------------------------------------
 
 
-class _FixedProposal(torch.nn.Module):
-    """A VAE whose encoder output is a given Gaussian per data point (for IWAE with q* as proposal)."""
-
-    def __init__(self, model: torch.nn.Module, mean: torch.Tensor, log_std: torch.Tensor):
-        super().__init__()
-        self.model = model
-        self.register_buffer("mean", mean.detach())
-        self.register_buffer("log_std", log_std.detach())
-        self.data_shape = model.data_shape
-        self.likelihood = model.likelihood
-
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        points = x.shape[x.dim() - len(self.data_shape) - 1]
-        if points != self.mean.shape[-2]:
-            raise ValueError(f"the proposal holds {self.mean.shape[-2]} points but x has {points}")
-        return self.mean, self.log_std
-
-    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return self.model.log_likelihood(x, z)
-
-
-def iwae_with_proposal(
-    model: torch.nn.Module,
-    x: torch.Tensor,
-    mean: torch.Tensor,
-    log_std: torch.Tensor,
-    num_samples: int,
-    *,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """IWAE_K of `model`'s decoder with the per-point Gaussian N(mean, exp(log_std)^2) as proposal.
-
-    With q* as the proposal this is Cremer et al. (2018)'s estimate of log p(x) (their `compute_gaps`).
-    Same noise streams as `estimators.iwae_bound` / `gaussian_elbo` for the same generator seed.
-    x `(B, *data_shape)`; mean, log_std `(..., B, Z)`; returns `(..., B)` nats.
-    """
-    wrapper = _FixedProposal(model, mean, log_std)
-    return estimators.iwae_bound(wrapper, x, num_samples, batch_chunk=x.shape[0], generator=generator)
-
-
 def _per_seed(values: torch.Tensor) -> list[float]:
     """Mean over data points (last dim) per ensemble member, as a list over seeds."""
     return values.double().mean(dim=-1).reshape(-1).tolist()
@@ -420,7 +381,7 @@ def measure_models(
     train_images: torch.Tensor,
     test_images: torch.Tensor,
     *,
-    fit: zhang2022.PerPointSettings,
+    fit: estimators.PerPointSettings,
     iwae_samples: int,
     elbo_samples: int,
     eval_seed: int = 0,
@@ -452,11 +413,11 @@ def measure_models(
         "test_elbo_all": _per_seed(elbo(test_images, *encoded["test_all"], samples=elbo_samples)),
         "train_elbo": _per_seed(elbo(x_train, *encoded["train"])),
         "train_elbo_optimal": _per_seed(elbo(x_train, fit_train.mean, fit_train.log_std)),
-        "train_log_p": _per_seed(iwae_with_proposal(model, x_train, fit_train.mean, fit_train.log_std, iwae_samples, generator=noise())),
+        "train_log_p": _per_seed(estimators.iwae_with_proposal(model, x_train, fit_train.mean, fit_train.log_std, iwae_samples, generator=noise())),
         "test_elbo": _per_seed(elbo(x_test, *encoded["test"])),
         "test_elbo_retrained": _per_seed(elbo(x_test, *retrained_test)),
         "test_elbo_optimal": _per_seed(elbo(x_test, fit_test.mean, fit_test.log_std)),
-        "test_log_p": _per_seed(iwae_with_proposal(model, x_test, fit_test.mean, fit_test.log_std, iwae_samples, generator=noise())),
+        "test_log_p": _per_seed(estimators.iwae_with_proposal(model, x_test, fit_test.mean, fit_test.log_std, iwae_samples, generator=noise())),
         "test_iwae_amortized": _per_seed(estimators.iwae_bound(model, x_test, iwae_samples, generator=noise())),
     }
     for split, result in (("train", fit_train), ("test", fit_test)):
@@ -526,8 +487,7 @@ def measure(setup: Setup, method: str, *, cache: vcache.RunCache | None = None) 
         }
         return {**own, **{name: shared[name] for name in DECODER_LEVELS}, "decoder_from": "normal"}
 
-    cache.run_dir(key, name=f"vaegen-decomposition-measure-{method}")
-    return cache.cached_result("measure", key, compute)
+    return cache.cached_result("measure", key, compute, folder=f"vaegen-decomposition-measure-{method}")
 
 
 def measure_all(setup: Setup, methods: Sequence[str] = METHODS, *, cache: vcache.RunCache | None = None) -> dict:
@@ -572,11 +532,6 @@ def decompose(levels: Mapping[str, Sequence[float]]) -> dict[str, list[float]]:
         "train_variational_gap": v["train_log_p"] - v["train_elbo"],
     }
     return {name: gap.tolist() for name, gap in gaps.items()}
-
-
-def mean_sd(values: Sequence[float]) -> tuple[float, float]:
-    """Seed mean and standard deviation (ddof 1; 0 for one seed)."""
-    return zhang2022.mean_sd([float(v) for v in values])
 
 
 def summary(measured: Mapping[str, Mapping[str, Sequence[float]]]) -> dict:

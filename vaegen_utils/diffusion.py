@@ -73,14 +73,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checks import file_sha256
-from .checks import check_int
 from . import io as vio
 from . import paths
 from .checked_arrays import read_checked_npz, write_checked_npz
+from .checks import check_int, file_sha256
 from .data import FIXED_THRESHOLD_LEVEL
 from .seeding import derive_seed, make_generator
-from .training import list_complete_checkpoints, weights_sha256, write_checkpoint_atomically
+from .training import (
+    list_complete_checkpoints,
+    weights_sha256,
+    write_checkpoint_atomically,
+)
 
 BETA_SCHEDULES = ("squaredcos_cap_v2", "linear", "scaled_linear")
 SAMPLERS = ("ddim", "heun")
@@ -866,9 +869,9 @@ def memorization_report(
     than held-out test images are (distance ~0 for copies). Returns the distances (float32 tensors)
     and summaries: medians, 10th percentiles, and the fraction of samples nearer to the training set
     than the 1st percentile of test distances (`near_copy_fraction`; ~0.01 if samples behave like
-    test images). Uses `tetrominoes.nearest_neighbour_distances` (blockwise, exact for duplicates).
+    test images). Uses `neighbours.nearest_neighbour_distances` (blockwise, exact for duplicates).
     """
-    from .tetrominoes import nearest_neighbour_distances
+    from .neighbours import nearest_neighbour_distances
 
     sample_nn = nearest_neighbour_distances(samples, train_images, max_test=max_queries, subsample_seed=seed)
     test_nn = nearest_neighbour_distances(test_images, train_images, max_test=max_queries, subsample_seed=seed)

@@ -49,14 +49,13 @@ from .models import (
     ConvVAEConfig,
     MLPVAEConfig,
     Shape,
-    _VAEMethodsMixin,
     _check_data,
     _check_latent,
     _positive_int,
+    _VAEMethodsMixin,
     build_model,
     encoder_log_std,
 )
-
 
 _ALLOCATOR_TUNED = False
 _GLIBC_M_TRIM_THRESHOLD = -1  # mallopt parameter numbers from glibc's malloc.h

@@ -32,7 +32,7 @@ from typing import Iterator
 
 import torch
 
-from .checks import check_int
+from .checks import check_int, check_number
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -322,6 +322,49 @@ class AmortizationGap:
         return self.gap.mean().item()
 
 
+@dataclass(frozen=True)
+class PerPointSettings:
+    """How to fit the per-data-point optimal posterior q*(z|x) on the first `n_points` images.
+
+    The settings of `amortization_gap` / `fit_optimal_posterior` as one frozen, JSON-able record,
+    shared by every notebook that measures an amortization gap (zhang2022's Fig. 1b subset panel,
+    xiao2024's G_a, the gap decomposition): Adam on each point's (mean, log std) from the encoder's
+    output (init="encoder", as paper B's compression code `optimal_posterior`), `num_samples`
+    reparameterised samples per step, Cremer et al. (2018)'s plateau rule (windows of `check_every`
+    steps, stop after more than `patience` windows without improvement) capped at `max_steps`;
+    both ELBOs are then scored with `eval_samples` samples and common random numbers (seed `seed`).
+    The caller checks `n_points` against its test set.
+    """
+
+    n_points: int
+    num_samples: int = 10
+    learning_rate: float = 5e-3  # paper B's compression code, MNIST
+    max_steps: int = 2000
+    check_every: int = 50
+    patience: int = 2
+    eval_samples: int = 1000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_int("n_points", self.n_points, minimum=1)
+        for name in ("num_samples", "max_steps", "check_every", "eval_samples"):
+            check_int(name, getattr(self, name), minimum=1)
+        check_int("patience", self.patience, minimum=0)
+        check_int("seed", self.seed, minimum=0)
+        object.__setattr__(self, "learning_rate", check_number("learning_rate", self.learning_rate, positive=True))
+
+    def fit_options(self) -> dict:
+        """The keyword arguments of `fit_optimal_posterior` / `amortization_gap` (besides eval_samples)."""
+        return {
+            "init": "encoder",
+            "num_samples": self.num_samples,
+            "learning_rate": self.learning_rate,
+            "max_steps": self.max_steps,
+            "check_every": self.check_every,
+            "patience": self.patience,
+        }
+
+
 def amortization_gap(
     model,
     x: torch.Tensor,
@@ -352,6 +395,46 @@ def amortization_gap(
         gap=elbo_optimal - elbo_amortized,
         fit=dataclasses.replace(fit, elbo=elbo_optimal),
     )
+
+
+class _FixedProposal(torch.nn.Module):
+    """A VAE whose encoder output is a given Gaussian per data point (for IWAE with q* as proposal)."""
+
+    def __init__(self, model: torch.nn.Module, mean: torch.Tensor, log_std: torch.Tensor):
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", mean.detach())
+        self.register_buffer("log_std", log_std.detach())
+        self.data_shape = model.data_shape
+        self.likelihood = model.likelihood
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        points = x.shape[x.dim() - len(self.data_shape) - 1]
+        if points != self.mean.shape[-2]:
+            raise ValueError(f"the proposal holds {self.mean.shape[-2]} points but x has {points}")
+        return self.mean, self.log_std
+
+    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return self.model.log_likelihood(x, z)
+
+
+def iwae_with_proposal(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    mean: torch.Tensor,
+    log_std: torch.Tensor,
+    num_samples: int,
+    *,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """IWAE_K of `model`'s decoder with the per-point Gaussian N(mean, exp(log_std)^2) as proposal.
+
+    With q* as the proposal this is Cremer et al. (2018)'s estimate of log p(x) (their `compute_gaps`).
+    Same noise streams as `iwae_bound` / `gaussian_elbo` for the same generator seed.
+    x `(B, *data_shape)`; mean, log_std `(..., B, Z)`; returns `(..., B)` nats.
+    """
+    wrapper = _FixedProposal(model, mean, log_std)
+    return iwae_bound(wrapper, x, num_samples, batch_chunk=x.shape[0], generator=generator)
 
 
 def bits_per_dim(nats_per_point: torch.Tensor | float, num_dims: int) -> torch.Tensor | float:

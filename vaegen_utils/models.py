@@ -43,8 +43,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checks import check_int, check_sequence, file_sha256
 from . import io as vio
+from .checks import check_int, check_sequence, file_sha256
 from .likelihoods import LIKELIHOODS, Likelihood, make_likelihood
 
 Shape = tuple[int, ...]

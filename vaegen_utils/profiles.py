@@ -45,3 +45,20 @@ def by_profile(profile: str, values: Mapping[str, T]) -> T:
     if missing:
         raise ValueError(f"by_profile needs a value for every profile; missing {missing}")
     return values[profile]
+
+
+def resolve(profile: str, table: Mapping[str, Mapping[str, T]], **overrides: T | None) -> dict[str, T]:
+    """The settings of a named run for `profile`, with the caller's overrides applied.
+
+    `table` maps each profile to its settings, e.g. {"smoke": {"epochs": 2}, "cpu": {"epochs": 160},
+    "paper": {"epochs": 1000}}; an override whose value is None keeps the profile's value, so a
+    notebook's parameters cell can hold `EPOCHS = None  # None: the profile's value` and
+    `papermill -p EPOCHS 80` just works. An override the table does not know is refused with the
+    list of valid names (a misspelt parameter must not be silently ignored).
+    """
+    from .checks import check_fields
+
+    settings = dict(by_profile(profile, table))
+    check_fields(f"{profile}-profile setting", overrides, settings)
+    settings.update({name: value for name, value in overrides.items() if value is not None})
+    return settings

@@ -44,11 +44,9 @@ from typing import Any, Mapping
 
 import torch
 
-from .checks import file_sha256
-from . import data
-from . import diffusion
+from . import data, diffusion, paths
 from . import io as vio
-from . import paths
+from .checks import file_sha256
 
 #: Where the shipped checkpoints live (a repository folder, committed to git).
 SHIPPED_ROOT = paths.repo_root() / "checkpoints" / "xiao2024"
@@ -383,7 +381,7 @@ def quality_report(
     All inputs are (N, C, H, W) in the data range; pass BinaryMNIST samples binarized. Returns plain
     floats plus the distance tensors for histograms.
     """
-    from .tetrominoes import nearest_neighbour_distances
+    from .neighbours import nearest_neighbour_distances
 
     report = diffusion.memorization_report(samples, train_images, test_images, max_queries=max_queries, seed=seed)
     to_test = nearest_neighbour_distances(samples, test_images, max_test=max_queries, subsample_seed=seed).distances

@@ -54,8 +54,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from .checks import check_int, check_number
 from . import estimators, io
+from .checks import check_int, check_number
 from .seeding import derive_seed, make_generator
 
 DataSource = Callable[[int], torch.Tensor]  # epoch (1-based) -> images (N, *data_shape)
@@ -506,7 +506,9 @@ def load_history(run_dir: str | os.PathLike, epoch: int | None = None) -> list[d
 
 
 def _load_model(folder: Path) -> torch.nn.Module:
-    from . import models  # imported lazily: models imports nothing from here, but keep import cheap
+    from . import (
+        models,  # imported lazily: models imports nothing from here, but keep import cheap
+    )
 
     try:
         return models.load(folder)

@@ -33,15 +33,18 @@ from __future__ import annotations
 import dataclasses
 import functools
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 
-from .checks import check_int
-from . import augment, data, diffusion, estimators, models, robustness as robust, synthetic, training
+from . import augment, data, diffusion, estimators, models, synthetic, training
 from . import cache as vcache
+from . import robustness as robust
+from .checks import check_int
+from .estimators import (
+    PerPointSettings,  # the per-point q* settings (Cremer et al. 2018), shared with zhang2022
+)
 from .seeding import make_generator
-from .zhang2022 import PerPointSettings  # the per-point q* settings (Cremer et al. 2018) are shared with paper B
 
 # Salt of every key made here: bump it when a change below changes what a setting produces.
 CODE_VERSION = "xiao2024-1"
@@ -440,11 +443,6 @@ def _as_list(value) -> list[float]:
 # --------------------------------------------------------------------------------------------
 
 
-def _cached(cache: vcache.RunCache, folder_name: str, result_name: str, key: dict, compute) -> Any:
-    """cache.cached_result, in a folder named `<key>-xiao2024-...` so paper A's cache entries are easy to find."""
-    cache.run_dir(key, name=f"xiao2024-{folder_name}")
-    return cache.cached_result(result_name, key, compute)
-
 
 def gaps_at_checkpoint(
     study: Study, method: str, epoch: int, fit: PerPointSettings, *, cache: vcache.RunCache | None = None
@@ -477,7 +475,7 @@ def gaps_at_checkpoint(
             out["fraction_converged"] += gap.fit.converged.double().mean(dim=-1).reshape(-1).tolist()
         return out
 
-    return _cached(cache, f"gap-{_run_name(study, method)}-e{epoch}", "amortization_gap", key, compute)
+    return cache.cached_result("amortization_gap", key, compute, folder=f"xiao2024-gap-{_run_name(study, method)}-e{epoch}")
 
 
 def gap_curves(study: Study, method: str, fit: PerPointSettings | None, *, cache: vcache.RunCache | None = None) -> dict:
@@ -572,7 +570,7 @@ def robustness(
             out["max_abs_epsilon"].append(float(result.epsilon.abs().max()))
         return out
 
-    return _cached(cache, f"robust-{_run_name(study, method)}-e{epoch}", "robustness", key, compute)
+    return cache.cached_result("robustness", key, compute, folder=f"xiao2024-robust-{_run_name(study, method)}-e{epoch}")
 
 
 def models_of(model: torch.nn.Module) -> list[torch.nn.Module]:
@@ -585,16 +583,3 @@ def models_of(model: torch.nn.Module) -> list[torch.nn.Module]:
 # --------------------------------------------------------------------------------------------
 # Summaries
 # --------------------------------------------------------------------------------------------
-
-
-def mean_sd(values: Sequence[float]) -> tuple[float, float]:
-    tensor = torch.tensor([float(v) for v in values], dtype=torch.float64)
-    sd = float(tensor.std(unbiased=True)) if len(tensor) > 1 else 0.0
-    return float(tensor.mean()), sd
-
-
-def peak_then_drop(epochs: Sequence[int], test_elbo: Sequence[Sequence[float]]) -> dict:
-    """Where the seed-mean test ELBO peaks and how far it falls from the peak to the end (nats)."""
-    means = [mean_sd(row)[0] for row in test_elbo]
-    best = max(range(len(means)), key=means.__getitem__)
-    return {"peak_epoch": int(epochs[best]), "peak_elbo": means[best], "final_elbo": means[-1], "drop": means[best] - means[-1]}

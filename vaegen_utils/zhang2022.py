@@ -41,9 +41,10 @@ from typing import Any, Sequence
 
 import torch
 
-from .checks import check_int, check_number
 from . import cache as vcache
 from . import data, estimators, models, training
+from .checks import check_int, check_number
+from .estimators import PerPointSettings
 from .seeding import make_generator
 
 # Salt of every key made here: bump it when a change below changes what a setting produces.
@@ -194,45 +195,6 @@ class RetrainSettings:
             check_int("eval_every", self.eval_every, minimum=1, maximum=self.epochs)
 
 
-@dataclass(frozen=True)
-class PerPointSettings:
-    """The per-data-point optimal posterior q*(z|x) (amortization gap) on the first n_points test images.
-
-    Passed to `estimators.amortization_gap`: Adam on each point's (mean, log std) from the encoder's
-    output (init="encoder", as paper B's compression code `optimal_posterior`), `num_samples`
-    reparameterised samples per step, Cremer et al.'s plateau rule (windows of `check_every` steps,
-    stop after more than `patience` windows without improvement) capped at `max_steps`; both ELBOs
-    are then scored with `eval_samples` samples and common random numbers.
-    """
-
-    n_points: int
-    num_samples: int = 10
-    learning_rate: float = 5e-3  # paper B's compression code, MNIST (B.5)
-    max_steps: int = 2000
-    check_every: int = 50
-    patience: int = 2
-    eval_samples: int = 1000
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        check_int("n_points", self.n_points, minimum=1, maximum=TEST_SIZE)
-        for name in ("num_samples", "max_steps", "check_every", "eval_samples"):
-            check_int(name, getattr(self, name), minimum=1)
-        check_int("patience", self.patience, minimum=0)
-        check_int("seed", self.seed, minimum=0)
-        object.__setattr__(self, "learning_rate", check_number("learning_rate", self.learning_rate, positive=True))
-
-    def fit_options(self) -> dict:
-        return {
-            "init": "encoder",
-            "num_samples": self.num_samples,
-            "learning_rate": self.learning_rate,
-            "max_steps": self.max_steps,
-            "check_every": self.check_every,
-            "patience": self.patience,
-        }
-
-
 def check_alpha(alpha: Any) -> float:
     """alpha of eq. 16 = the fraction of model samples in the encoder's training mixture, in [0, 1]."""
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha):
@@ -368,11 +330,6 @@ def _retrain_key(run: BaseRun, epoch: int, retrain: RetrainSettings, mode: str, 
     }
 
 
-def _cached(cache: vcache.RunCache, folder_name: str, result_name: str, key: dict, compute) -> Any:
-    """cache.cached_result, in a folder named `<key>-zhang2022-...` so paper B's cache entries are easy to find."""
-    cache.run_dir(key, name=f"zhang2022-{folder_name}")
-    return cache.cached_result(result_name, key, compute)
-
 
 def _retrain_folder_name(run: BaseRun, epoch: int, mode: str, alpha: float | None) -> str:
     return f"{mode}{'' if alpha is None else f'-alpha{alpha:g}'}-{run.dataset}-e{epoch}"
@@ -447,7 +404,7 @@ def retrain_at_checkpoint(
         }
 
     key = _retrain_key(run, epoch, retrain, mode, alpha)
-    return _cached(cache, _retrain_folder_name(run, epoch, mode, alpha), "summary", key, compute)
+    return cache.cached_result("summary", key, compute, folder=f"zhang2022-{_retrain_folder_name(run, epoch, mode, alpha)}")
 
 
 def retrained_model(
@@ -570,7 +527,7 @@ def per_point_at_checkpoint(
             "mean_steps": gap.fit.steps.double().mean(dim=-1).reshape(-1).tolist(),
         }
 
-    return _cached(cache, f"per-point-{run.dataset}-e{epoch}", "per_point", key, compute)
+    return cache.cached_result("per_point", key, compute, folder=f"zhang2022-per-point-{run.dataset}-e{epoch}")
 
 
 def per_point_optimal(
@@ -642,7 +599,7 @@ def iwae_comparison(
             elbo = training.evaluate(model, x, seed=seed)["bits_per_dim"]
             return {"iwae_bpd": _bpd(iwae), "elbo_bpd": elbo if isinstance(elbo, list) else [elbo]}
 
-        table[encoder] = _cached(cache, f"iwae-{encoder}-{run.dataset}-e{epoch}", "iwae", key, compute)
+        table[encoder] = cache.cached_result("iwae", key, compute, folder=f"zhang2022-iwae-{encoder}-{run.dataset}-e{epoch}")
     return table
 
 
@@ -673,7 +630,7 @@ def official_comparison(
             values[f"{encoder}_bpd"] = bpd if isinstance(bpd, list) else [bpd]
         return values
 
-    return {"epoch": epoch, "n_images": n_images, **_cached(cache, f"official-{run.dataset}-e{epoch}", "bpd", key, compute)}
+    return {"epoch": epoch, "n_images": n_images, **cache.cached_result("bpd", key, compute, folder=f"zhang2022-official-{run.dataset}-e{epoch}")}
 
 
 def model_samples(
@@ -692,27 +649,9 @@ def model_samples(
     def compute() -> torch.Tensor:
         return load_checkpoint(run, epoch, cache=cache).sample(n, generator=make_generator(seed))
 
-    return _cached(cache, f"samples-{run.dataset}-e{epoch}", "samples", key, compute)
+    return cache.cached_result("samples", key, compute, folder=f"zhang2022-samples-{run.dataset}-e{epoch}")
 
 
 # --------------------------------------------------------------------------------------------
 # Summaries for claims and plots
 # --------------------------------------------------------------------------------------------
-
-
-def mean_sd(values: Sequence[Sequence[float]] | Sequence[float]) -> tuple[list[float], list[float]] | tuple[float, float]:
-    """Seed mean and standard deviation (ddof 1; 0 for one seed) over the last axis.
-
-    `[C][M]` -> (means [C], sds [C]); `[M]` -> (mean, sd).
-    """
-    tensor = torch.tensor(values, dtype=torch.float64)
-    mean = tensor.mean(dim=-1)
-    sd = tensor.std(dim=-1, correction=1) if tensor.shape[-1] > 1 else torch.zeros_like(mean)
-    if tensor.dim() == 1:
-        return float(mean), float(sd)
-    return mean.tolist(), sd.tolist()
-
-
-def relative_improvement(baseline: float, improved: float) -> float:
-    """(baseline - improved) / baseline: the fraction of bits saved (positive = improved is better)."""
-    return (baseline - improved) / baseline
