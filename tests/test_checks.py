@@ -116,3 +116,33 @@ def test_profile_tables_resolve_with_overrides_where_none_keeps_the_profile_valu
         resolve("cpu", table, epoch=3)
     with pytest.raises(ValueError, match="unknown profile"):
         resolve("gpu", table)
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: __import__("vaegen_utils.training", fromlist=["x"]).TrainConfig(epoch=3),
+         r"unknown TrainConfig field\(s\) 'epoch' \(did you mean 'epochs'\?\); valid fields: epochs, "),
+        (lambda: __import__("vaegen_utils.models", fromlist=["x"]).MLPVAEConfig(latent=2),
+         r"unknown MLPVAEConfig field\(s\) 'latent' \(did you mean 'latent_dim'\?\)"),
+        (lambda: __import__("vaegen_utils.diffusion", fromlist=["x"]).DiffusionConfig(stepz=3), r"unknown DiffusionConfig field"),
+        (lambda: __import__("vaegen_utils.augment", fromlist=["x"]).AugmentConfig(probability=0.1), r"unknown AugmentConfig field"),
+    ],
+)
+def test_a_misspelt_config_field_names_the_valid_ones(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+def test_named_fields_keeps_positional_arguments_and_replace_working():
+    @checks.named_fields
+    @dataclasses.dataclass(frozen=True)
+    class Settings:
+        epochs: int = 1
+        batch_size: int = 2
+
+    settings = Settings(5, batch_size=3)
+    assert settings == Settings(epochs=5, batch_size=3)
+    assert dataclasses.replace(settings, epochs=7).epochs == 7
+    with pytest.raises(ValueError, match="unknown Settings field"):
+        dataclasses.replace(settings, epoch=7)

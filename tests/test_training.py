@@ -402,7 +402,7 @@ def test_config_normalisation_and_json_round_trip():
     assert TrainConfig.from_dict(config.to_dict()) == config
     assert config.resolved_checkpoint_epochs() == [5, 10]
     assert TrainConfig(epochs=4, eval_at_start=True).resolved_eval_epochs() == [0, 4]
-    with pytest.raises(ValueError, match="unknown TrainConfig fields"):
+    with pytest.raises(ValueError, match=r"unknown TrainConfig field\(s\)"):
         TrainConfig.from_dict({"epochs": 1, "lr": 0.1})
 
 

@@ -54,12 +54,15 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .checks import named_fields
+
 PADDING_MODES = ("zeros", "reflection", "border")
 # Column of each op's "is applied" draw in the (B, NUM_OPS) uniform matrix.
 _OPS = ("hflip", "vflip", "translate", "scale", "rotate", "aniso", "brightness", "contrast", "hue", "saturation")
 _LUMA_AXIS = torch.tensor([1.0, 1.0, 1.0]) / math.sqrt(3.0)
 
 
+@named_fields
 @dataclass(frozen=True)
 class AugmentConfig:
     """One augmentation pipeline; every op with probability `p` (or its own override). See module docstring."""

@@ -76,7 +76,7 @@ import torch.nn.functional as F
 from . import io as vio
 from . import paths
 from .checked_arrays import read_checked_npz, write_checked_npz
-from .checks import check_int, file_sha256
+from .checks import check_int, file_sha256, named_fields
 from .data import FIXED_THRESHOLD_LEVEL
 from .seeding import derive_seed, make_generator
 from .training import (
@@ -108,6 +108,7 @@ BANKS_FOLDER = "sample_banks"
 
 
 
+@named_fields
 @dataclass(frozen=True)
 class DiffusionConfig:
     """A diffusers `UNet2DModel` plus its DDPM noise schedule; JSON-serialisable.
@@ -195,11 +196,7 @@ class DiffusionConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "DiffusionConfig":
-        known = {item.name for item in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown DiffusionConfig fields {unknown}; known fields: {sorted(known)}")
-        values = dict(values)
+        values = dict(values)  # unknown keys are refused with the valid field names (checks.named_fields)
         if "block_out_channels" in values:
             values["block_out_channels"] = tuple(values["block_out_channels"])
         return cls(**values)

@@ -44,7 +44,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import io as vio
-from .checks import check_int, check_sequence, file_sha256
+from .checks import check_int, check_sequence, file_sha256, named_fields
 from .likelihoods import LIKELIHOODS, Likelihood, make_likelihood
 
 Shape = tuple[int, ...]
@@ -146,6 +146,7 @@ class _VAEConfig:
         object.__setattr__(self, "softplus_min_std", float(self.softplus_min_std))
 
 
+@named_fields
 @dataclasses.dataclass(frozen=True)
 class MLPVAEConfig(_VAEConfig):
     """Fully connected VAE: `hidden_sizes` for the encoder, the same sizes reversed for the decoder.
@@ -179,6 +180,7 @@ class MLPVAEConfig(_VAEConfig):
         _choice("activation", self.activation, ACTIVATIONS)
 
 
+@named_fields
 @dataclasses.dataclass(frozen=True)
 class ConvVAEConfig(_VAEConfig):
     """Paper C's CNN VAE (C.5: "64 channels, kernel size 4, stride 2 in every layer; 1 or 3 layers").
@@ -241,6 +243,7 @@ class ConvVAEConfig(_VAEConfig):
         return (self.channels, self.data_shape[1] // factor, self.data_shape[2] // factor)
 
 
+@named_fields
 @dataclasses.dataclass(frozen=True)
 class ResidualConvVAEConfig(_VAEConfig):
     """Paper A/B's residual conv VAE (A Tables 4–6 with caveats, papers.md A.2; B's `fc_encoder/decoder`, B.4).

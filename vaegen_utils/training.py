@@ -55,7 +55,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from . import estimators, io
-from .checks import check_int, check_number
+from .checks import check_int, check_number, named_fields
 from .seeding import derive_seed, make_generator
 
 DataSource = Callable[[int], torch.Tensor]  # epoch (1-based) -> images (N, *data_shape)
@@ -97,6 +97,7 @@ class NonFiniteLossError(FloatingPointError):
 # --------------------------------------------------------------------------------------------
 
 
+@named_fields
 @dataclass(frozen=True)
 class TrainConfig:
     """Every knob of a training run; JSON-serialisable (`to_dict` / `from_dict`) and validated.
@@ -200,11 +201,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "TrainConfig":
-        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            known = [item.name for item in dataclasses.fields(cls)]
-            raise ValueError(f"unknown TrainConfig fields {unknown}; known fields: {known}")
-        return cls(**values)
+        return cls(**values)  # unknown keys are refused with the valid field names (checks.named_fields)
 
     def with_changes(self, **changes) -> "TrainConfig":
         """A copy with some fields replaced (validated again)."""
