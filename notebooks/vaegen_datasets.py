@@ -23,7 +23,7 @@
 # It is also the smallest end-to-end run of the pipeline: parameters cell → data → figure
 # (`vaegen_datasets.png`/`.pdf`) → results JSON with sanity claims (canonical set sizes, pixel
 # values on the k/255 grid). Runtime: a few seconds once the data are cached (every profile loads
-# the full sets; the profile only changes how many images are shown).
+# the full sets and shows the same images).
 
 # %% tags=["parameters"]
 from vaegen_utils.profiles import current_profile
@@ -31,7 +31,7 @@ from vaegen_utils.profiles import current_profile
 PROFILE = current_profile()  # smoke | cpu | paper: env VAEGEN_PROFILE (default cpu) or papermill -p PROFILE
 SEED = 0  # chooses which training images appear in the figure
 DATASETS = ["binary_mnist", "mnist", "fashion_mnist", "cifar10"]  # every set the papers use; missing ones are reported, never downloaded
-IMAGES_SHOWN_BY_PROFILE = {"smoke": 8, "cpu": 32, "paper": 32}  # training images per data set in the figure
+IMAGES_SHOWN = 32  # training images per data set in the figure
 GRID_COLUMNS = 16  # images per grid row
 
 # %% [markdown]
@@ -41,19 +41,12 @@ GRID_COLUMNS = 16  # images per grid row
 import matplotlib.pyplot as plt
 import torch
 
-from vaegen_utils import data
-from vaegen_utils.figures import sample_grid, savefig, use_style
-from vaegen_utils.profiles import by_profile
-from vaegen_utils.results import Claim, Stopwatch, write_results
-from vaegen_utils.seeding import make_generator, set_seed
+from vaegen_utils import data, notebook
+from vaegen_utils.figures import sample_grid
+from vaegen_utils.results import Claim
+from vaegen_utils.seeding import make_generator
 
-stopwatch = Stopwatch()
-set_seed(SEED)
-use_style()
-
-# Sizes are resolved here, not in the parameters cell: papermill injects `-p PROFILE ...` *after*
-# that cell, so anything computed there from PROFILE would keep the default profile's value.
-IMAGES_SHOWN = by_profile(PROFILE, IMAGES_SHOWN_BY_PROFILE)
+run = notebook.start("vaegen_datasets", PROFILE, seed=SEED)
 
 # The canonical split sizes (the data sets' own documentation), used as sanity claims below.
 CANONICAL_SIZES = {
@@ -135,7 +128,7 @@ for ax, (name, images) in zip(axes[:, 0], shown.items()):
         loc="left",
     )
     ax.set_axis_off()
-savefig(fig, "vaegen_datasets", profile=PROFILE)
+run.savefig(fig)
 plt.show()
 
 # %% [markdown]
@@ -172,18 +165,11 @@ for name, row in rows.items():
         )
     )
 
-path = write_results(
-    "vaegen_datasets",
-    profile=PROFILE,
-    seed=SEED,
+run.finish(
     config={"datasets": DATASETS, "images_shown": IMAGES_SHOWN, "grid_columns": GRID_COLUMNS, "profile": PROFILE},
     metrics={"datasets": rows, "missing": missing_names},
     claims=claims,
-    runtime_s=stopwatch.elapsed(),
 )
-print(f"wrote {path}")
-for claim in claims:
-    print(f"{'holds' if claim.holds else 'FAILS'}  {claim.statement}")
 # The pipeline proof fails loudly: a data set with the wrong size is a bug in vaegen_utils.data.
 assert all(claim.holds for claim in claims), "a data set sanity claim fails; see the list above"
 
