@@ -32,6 +32,7 @@ read with `allow_pickle=False`, model weights and training states are read with
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -185,6 +186,8 @@ class RunCache:
                     f"cache folder {folder} holds a different config than the one requested (key prefix "
                     f"collision or a hand-edited config.json). Delete {folder} and rerun."
                 )
+            with contextlib.suppress(OSError):
+                os.utime(config_path)  # "last used", for `python -m vaegen_utils.cache clean --older-than`
         else:
             io.atomic_write_json(config_path, {"key": key, "config": stored})
         return folder
@@ -502,3 +505,15 @@ def _default_name(model_config: Any, data_spec: Mapping[str, Any], train_config:
         model_name = f"{model_name}x{len(model_config)}"
     dataset = data_spec.get("dataset") or data_spec.get("name") or "data"
     return f"{model_name}-{dataset}-e{train_config.epochs}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m vaegen_utils.cache du | clean [--keep-final] [--older-than DAYS] [--dry-run]`
+    (vaegen_utils.cache_usage)."""
+    from .cache_usage import main as usage_main
+
+    return usage_main(argv)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -56,6 +56,7 @@ of one bank.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -1161,6 +1162,8 @@ def generate_bank(
     folder = bank_folder(settings, name=name, root=root)
     needed = [(index, min(chunk_size, num_samples - index * chunk_size)) for index in range(math.ceil(num_samples / chunk_size))]
     if folder.is_dir() and _missing_chunks(folder, key, settings, needed) == []:
+        with contextlib.suppress(OSError):
+            os.utime(folder / MANIFEST_FILE)  # "last used", for `python -m vaegen_utils.cache clean --older-than`
         return SampleBank(folder)  # the common case: complete, no lock needed
     folder.mkdir(parents=True, exist_ok=True)
     with locks.file_lock(folder / BANK_LOCK_FILE, purpose=f"generate_bank({num_samples}) into {folder}"):
