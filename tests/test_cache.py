@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from vaegen_utils import cache, models, training
 from vaegen_utils.cache import RunCache, config_key, train_cached
+from vaegen_utils.checks import file_sha256
 from vaegen_utils.training import TrainConfig
 
 DATA_SHAPE = (1, 8, 8)
@@ -130,12 +132,66 @@ def test_cached_result_computes_once(tmp_path):
     assert cache.cached_result("metrics", {"model": "a"}, compute, root=tmp_path) == first and len(calls) == 3
 
 
-def test_cached_result_stores_tensors_and_nan_with_torch(tmp_path):
+def test_cached_result_stores_tensors_arrays_and_nan_as_plain_arrays(tmp_path):
     runs = RunCache(tmp_path)
-    value = {"samples": torch.arange(6.0).reshape(2, 3), "gap": float("nan")}
-    runs.cached_result("tensors", {"k": 1}, lambda: value)
+    value = {
+        "samples": torch.arange(6.0).reshape(2, 3),
+        "half": torch.tensor([1.5, -2.0], dtype=torch.bfloat16),
+        "distances": np.array([[0.5, 1.0]], dtype=np.float32),
+        "count": np.int64(7),
+        "gap": float("nan"),
+        "pairs": (1, "a", [2.0, float("inf")]),
+        3: None,
+    }
+    first = runs.cached_result("tensors", {"k": 1}, lambda: value)
     again = runs.cached_result("tensors", {"k": 1}, lambda: pytest.fail("recomputed a cached result"))
-    assert torch.equal(again["samples"], value["samples"]) and again["gap"] != again["gap"]
+    for returned in (first, again):  # the first call returns what every later call returns
+        assert torch.equal(returned["samples"], value["samples"]) and returned["half"].dtype == torch.bfloat16
+        assert torch.equal(returned["half"], value["half"])
+        assert returned["distances"].dtype == np.float32 and np.array_equal(returned["distances"], value["distances"])
+        assert returned["count"] == 7 and isinstance(returned["count"], np.int64)
+        assert returned["gap"] != returned["gap"] and returned["pairs"] == (1, "a", [2.0, float("inf")])
+        assert returned[3] is None
+    results = runs.find({"k": 1}) / "results"
+    marker = json.loads((results / "tensors.complete").read_text())
+    assert marker["format"] == "npz" and marker["file"].endswith(".npz")
+    with np.load(results / marker["file"], allow_pickle=False) as archive:  # plain arrays only
+        assert len(archive.files) == 5
+    with pytest.raises(TypeError, match=r"cached result\['model'\] is a .*MLPVAE.*Return plain data"):
+        runs.cached_result("objects", {"k": 1}, lambda: {"model": models.build_model(tiny_config())})
+
+
+class TouchOnLoad:
+    """A pickle payload that creates a file when unpickled with code execution allowed."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
+
+
+@pytest.mark.parametrize("marker_format", ["torch", "npz"])
+def test_a_crafted_pickle_with_a_matching_marker_does_not_run(tmp_path, marker_format):
+    runs = RunCache(tmp_path)
+    runs.cached_result("metrics", {"k": 1}, lambda: {"value": 1})
+    results = runs.find({"k": 1}) / "results"
+    for stored in results.glob("metrics.*.json"):
+        stored.unlink()
+    evidence = tmp_path / "code-ran"
+    crafted = results / ("metrics.pt" if marker_format == "torch" else "metrics.0123456789ab.npz")
+    torch.save({"value": TouchOnLoad(evidence)}, crafted)
+    marker = {"format": marker_format, "sha256": file_sha256(crafted)}  # "torch": the previous version's marker
+    if marker_format == "npz":
+        marker["file"] = crafted.name
+    (results / "metrics.complete").write_text(json.dumps(marker))
+    reason = r".*pickles are never loaded" if marker_format == "torch" else ""
+    with pytest.warns(UserWarning, match=r"(?s)metrics\.\* is unreadable" + reason + ".*recomputing"):
+        assert runs.cached_result("metrics", {"k": 1}, lambda: {"value": 2}) == {"value": 2}
+    assert not evidence.exists() and not crafted.exists()  # never run; replaced by the recomputed value
+    torch.save({"value": TouchOnLoad(evidence)}, tmp_path / "payload.pt")
+    torch.load(tmp_path / "payload.pt", weights_only=False)  # the payload is real: unpickling runs it
+    assert evidence.exists()
 
 
 @pytest.mark.parametrize("damage", ["truncate", "edit", "drop_marker"])
@@ -149,10 +205,11 @@ def test_a_corrupt_cached_result_is_recomputed_after_a_warning(tmp_path, damage)
 
     runs.cached_result("metrics", {"k": 1}, compute)
     results = runs.find({"k": 1}) / "results"
+    stored = results / json.loads((results / "metrics.complete").read_text())["file"]  # metrics.<random>.json
     if damage == "truncate":
-        (results / "metrics.json").write_text('{"val')
+        stored.write_text('{"val')
     elif damage == "edit":
-        (results / "metrics.json").write_text('{"value": 42}')
+        stored.write_text('{"value": 42}')
     else:
         (results / "metrics.complete").unlink()  # as after a crash between the data and the marker
     if damage == "drop_marker":
@@ -201,15 +258,32 @@ def test_train_cached_trains_once_then_returns_the_stored_run(images, tmp_path, 
     assert training.list_checkpoints(first.run_dir) == [1, 2]
 
 
+class CrashingSource:
+    """A data source (the same images every epoch) that raises in `crash_in_epoch`: a killed run."""
+
+    def __init__(self, images):
+        self.images, self.crash_in_epoch = images, None
+
+    def describe(self) -> str:  # stable across instances: part of the cache key
+        return "same-images"
+
+    def __call__(self, epoch):
+        if epoch == self.crash_in_epoch:
+            raise KeyboardInterrupt(f"killed in epoch {epoch}")
+        return self.images
+
+
 def test_train_cached_resumes_an_interrupted_run(images, tmp_path):
     runs = RunCache(tmp_path)
-    config = TrainConfig(epochs=2, batch_size=32, checkpoint_epochs=1)
-    straight = train_cached(tiny_config(), config, {"dataset": "s"}, images, cache=RunCache(tmp_path / "a"))
-    run = train_cached(tiny_config(), config, {"dataset": "s"}, images, model_seed=0, cache=runs)
-    # Pretend the run stopped after epoch 1: remove the final checkpoint.
-    shutil.rmtree(run.run_dir / "checkpoints" / "epoch_0002")
-    resumed = train_cached(tiny_config(), config, {"dataset": "s"}, images, model_seed=0, cache=runs)
-    assert resumed.resumed_from == 1
+    config = TrainConfig(epochs=3, batch_size=32, checkpoint_epochs=1)
+    source = CrashingSource(images)
+    straight = train_cached(tiny_config(), config, {"dataset": "s"}, images, data_source=source, cache=RunCache(tmp_path / "a"))
+    source.crash_in_epoch = 3
+    with pytest.raises(KeyboardInterrupt):
+        train_cached(tiny_config(), config, {"dataset": "s"}, images, data_source=source, cache=runs)
+    source.crash_in_epoch = None
+    resumed = train_cached(tiny_config(), config, {"dataset": "s"}, images, data_source=source, cache=runs)
+    assert resumed.resumed_from == 2
     pairs = zip(straight.model.state_dict().values(), resumed.model.state_dict().values())
     assert all(torch.equal(a, b) for a, b in pairs)
 
@@ -226,8 +300,12 @@ def test_train_cached_with_a_beta_sweep_ensemble(images, tmp_path):
 
 def test_a_corrupt_checkpoint_of_a_cached_run_is_an_error_not_a_silent_retrain(images, tmp_path):
     runs = RunCache(tmp_path)
-    config = TrainConfig(epochs=1, batch_size=64)
-    result = train_cached(tiny_config(), config, {"dataset": "s"}, images, cache=runs)
-    (result.run_dir / "checkpoints" / "epoch_0001" / "training_state.pt").write_bytes(b"garbage")
-    with pytest.raises(ValueError, match=r"(?s)training_state.pt.*corrupt.*Delete .*epoch_0001"):
-        train_cached(tiny_config(), config, {"dataset": "s"}, images, cache=runs)
+    config = TrainConfig(epochs=2, batch_size=64)
+    source = CrashingSource(images)
+    source.crash_in_epoch = 2  # stopped after epoch 1, whose checkpoint holds the training state
+    with pytest.raises(KeyboardInterrupt):
+        train_cached(tiny_config(), config.with_changes(checkpoint_epochs=1), {"dataset": "s"}, images, data_source=source, cache=runs)
+    run_dir = next(tmp_path.iterdir()) / "training"
+    (run_dir / "checkpoints" / "epoch_0001" / "training_state.pt").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match=r"(?s)training_state.pt does not match the SHA-256.*Delete the checkpoint folder .*epoch_0001"):
+        train_cached(tiny_config(), config.with_changes(checkpoint_epochs=1), {"dataset": "s"}, images, data_source=source, cache=runs)

@@ -283,6 +283,25 @@ def test_cache_with_altered_pixels_fails_its_sha256(data_folder, server, monkeyp
         assert_matches_fixture(data.load_dataset("mnist", "test"), fixture, "test")
 
 
+def test_cache_with_other_pixels_and_a_matching_sha256_fails_the_pinned_md5(data_folder, server, monkeypatch):
+    """A cache hit checks the pinned md5s of the decoded arrays too: a cache file rewritten with
+    other pixels and a recomputed SHA-256 (its own hash cannot catch that) is rebuilt."""
+    fixture = make_idx_fixture(data.RAW_DATA["mnist"])
+    spec = install_fixture(monkeypatch, fixture, [server.serve("good", fixture.files)])
+    data.load_dataset("mnist", "test")
+    cache = data_folder / "mnist" / "test.npz"
+    images, labels = (array.copy() for array in fixture.arrays["test"])
+    images[0, 0, 0, 0] ^= 1
+    write_checked_npz(cache, {"images": images, "labels": labels}, data._cache_settings(spec, "test"))
+    assert read_checked_npz(cache, ["images", "labels"], data._cache_settings(spec, "test")) is not None
+
+    with pytest.warns(UserWarning, match=r"(?s)deleting the data cache .*test.npz.*md5 of the decoded test images"):
+        assert_matches_fixture(data.load_dataset("mnist", "test"), fixture, "test")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # rebuilt from the raw files: the pins hold again
+        assert_matches_fixture(data.load_dataset("mnist", "test"), fixture, "test")
+
+
 def test_corrupt_cache_and_no_source_gives_clear_error(data_folder, monkeypatch):
     fixture = make_idx_fixture(data.RAW_DATA["mnist"])
     install_fixture(monkeypatch, fixture, [])

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import copy
 import io as std_io
+import os
+import subprocess
 import sys
 
 import pytest
 import torch
 
-from vaegen_utils import models, training
+from vaegen_utils import checkpoints, io, models, training
 from vaegen_utils.training import NonFiniteLossError, TrainConfig, model_sample_mixture, retrain_encoder, train
 
 DATA_SHAPE = (1, 8, 8)
@@ -175,18 +177,34 @@ def test_load_checkpoint_returns_the_model_of_each_saved_epoch(images, tmp_path)
         training.load_checkpoint(run_dir, 3)
 
 
-def test_incomplete_checkpoints_are_ignored_on_resume(images, tmp_path):
+def test_an_interrupted_checkpoint_write_is_ignored_and_stale_staging_folders_removed(images, tmp_path, monkeypatch):
     config = TrainConfig(epochs=2, batch_size=64, checkpoint_epochs=[1])
+    straight = train(tiny_model(0), images, config, run_dir=tmp_path / "straight")
     run_dir = tmp_path / "run"
-    train(tiny_model(0), images, config, run_dir=run_dir)
-    # Simulate an interrupted write of epoch 2 (no `complete` marker) and a stray staging folder.
-    (run_dir / "checkpoints" / "epoch_0002" / "complete").unlink()
-    (run_dir / "checkpoints" / ".tmp-epoch_0003.abc").mkdir()
+    real_hashes = checkpoints._file_hashes
+
+    def killed_while_writing_epoch_2(staging):  # the files are written, the marker not yet
+        if staging.name.startswith(".tmp-epoch_0002."):
+            raise Interrupted("killed while writing the checkpoint of epoch 2")
+        return real_hashes(staging)
+
+    monkeypatch.setattr(checkpoints, "_file_hashes", killed_while_writing_epoch_2)
+    with pytest.raises(Interrupted):
+        train(tiny_model(0), images, config, run_dir=run_dir)
+    monkeypatch.undo()
     assert training.list_checkpoints(run_dir) == [1]
+    # What a killed writer leaves behind: a staging folder of an older version (no writer tag) and
+    # one tagged with a process that has exited. Both go; the previous checkpoint is resumed.
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    stale = [".tmp-epoch_0002.abc", f"{io.temporary_prefix('epoch_0002')}xyz".replace(f"w{os.getpid()}@", f"w{finished.pid}@")]
+    for name in stale:
+        (run_dir / "checkpoints" / name).mkdir()
     resumed = train(tiny_model(0), images, config, run_dir=run_dir)
     assert resumed.resumed_from == 1
+    assert parameters_equal(resumed.model, straight.model)
     assert training.list_checkpoints(run_dir) == [1, 2]
-    assert not (run_dir / "checkpoints" / ".tmp-epoch_0003.abc").exists()
+    assert not [path for path in (run_dir / "checkpoints").iterdir() if path.name.startswith(".tmp-")]
 
 
 def test_a_run_dir_of_another_config_is_refused_before_training(images, tmp_path):

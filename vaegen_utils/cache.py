@@ -8,8 +8,9 @@ stored config differs from the requested one raises an error naming the folder a
 Three entry points:
 - `config_key(config)`: the key (canonical JSON: sorted keys, dataclasses as dicts, tuples as
   lists, integral floats as ints so `1.0` and `1` agree, other floats by their shortest repr).
-- `RunCache.cached_result(name, config, compute_fn)`: compute once, store atomically with a
-  `complete` marker holding the file's SHA-256, return the stored value afterwards.
+- `RunCache.cached_result(name, config, compute_fn)`: compute once (under a lock per entry, so two
+  processes compute it once), store atomically with a `complete` marker naming the file and its
+  SHA-256, return the stored value afterwards.
 - `train_cached(model_config, train_config, data_spec, images, eval_sets)`: the one-liner the
   notebooks use; builds the model, trains it with `training.train` (resuming from the last
   checkpoint after an interruption), or returns the finished model and history at once.
@@ -24,24 +25,30 @@ Corruption policy (chosen deliberately):
 
 Bump `CODE_VERSION` when a change to the training code changes what a config produces; every key
 then changes and old results are simply not found (delete `cache/runs` to reclaim the space).
-Cache files are trusted local files: torch-format results are loaded with full unpickling.
+Nothing in the cache folder is ever unpickled: results are JSON or `.npz` files of plain arrays
+read with `allow_pickle=False`, model weights and training states are read with
+`torch.load(weights_only=True)`, so a crafted file in the cache cannot run code.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import math
 import os
 import re
+import secrets
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+import numpy as np
 import torch
 
-from . import io, paths, training
+from . import io, locks, paths, training
+from .checks import file_sha256
 
 CODE_VERSION = "vaegen-training-1"  # salt of every key; bump when training semantics change
 CONFIG_FILE = "config.json"
@@ -179,6 +186,8 @@ class RunCache:
                     f"cache folder {folder} holds a different config than the one requested (key prefix "
                     f"collision or a hand-edited config.json). Delete {folder} and rerun."
                 )
+            with contextlib.suppress(OSError):
+                os.utime(config_path)  # "last used", for `python -m vaegen_utils.cache clean --older-than`
         else:
             io.atomic_write_json(config_path, {"key": key, "config": stored})
         return folder
@@ -187,65 +196,183 @@ class RunCache:
     def cached_result(self, name: str, config: Any, compute_fn: Callable[[], Any], *, folder: str | None = None) -> Any:
         """compute_fn() once per (config, name); later calls return the stored value.
 
+        JSON-able values (no NaN) are stored as JSON and come back as JSON values (tuples become
+        lists); anything else (tensors, numpy arrays, NaN, tuples holding them) as an `.npz` of plain
+        arrays plus a JSON outline (`encode_result`), never as a pickle. The value file has a name of
+        its own (`<name>.<random>.json|npz`) and the `<name>.complete` marker, written last and
+        atomically, names it with its SHA-256, so a reader always sees one writer's file with that
+        writer's hash. The entry is locked while it is computed: a second process asking for it
+        waits and then returns the first one's value. A damaged file is recomputed after a warning.
+
         `folder` names the entry's folder when it is first created (`<key[:16]>-<folder>`, default
         `name`), e.g. "zhang2022-optimal-e100", so a paper's cache entries are easy to find.
-
-        JSON-able values (no NaN) are stored as `<name>.json` and come back as JSON values
-        (tuples become lists); anything else (tensors, NaN, numpy arrays) as `<name>.pt`. A
-        `<name>.complete` marker with the file's SHA-256 is written last, so a half-written or
-        altered file is detected; it is then recomputed after a warning.
         """
         label = slugify(name, max_length=80)
         folder = self.run_dir(config, name=folder or name) / RESULTS_FOLDER
-        value = self._read_result(folder, label)
+        value = self._read_result(folder, label, quiet=True)  # the common case: no lock needed
         if value is not _MISSING:
             return value
-        value = compute_fn()
-        return self._write_result(folder, label, value)
+        folder.mkdir(parents=True, exist_ok=True)
+        with locks.file_lock(folder / f"{label}.lock", purpose=f"cached_result {name!r}"):
+            value = self._read_result(folder, label)  # another process may have just written it
+            if value is not _MISSING:
+                return value
+            value = compute_fn()
+            return self._write_result(folder, label, value)
 
     def has_result(self, name: str, config: Any) -> bool:
         folder = self.find(config)
         return folder is not None and (folder / RESULTS_FOLDER / f"{slugify(name, max_length=80)}.complete").is_file()
 
-    def _read_result(self, folder: Path, label: str) -> Any:
+    def _read_result(self, folder: Path, label: str, *, quiet: bool = False) -> Any:
+        """The stored value, or _MISSING. quiet (no lock held): any failure just means "take the lock
+        and look again". Otherwise a damaged entry is reported, its marker removed, and recomputed."""
         marker = folder / f"{label}.complete"
         if not marker.is_file():
             return _MISSING
         try:
             info = json.loads(marker.read_text(encoding="utf-8"))
-            path = folder / f"{label}.{'json' if info['format'] == 'json' else 'pt'}"
+            file_format = info["format"]
+            if file_format == "torch":
+                raise ValueError(
+                    "it was stored as a pickle by an older version; pickles are never loaded from the cache "
+                    "folder, since loading one can run code"
+                )
+            path = folder / info.get("file", f"{label}.json")
             data = path.read_bytes()
             if hashlib.sha256(data).hexdigest() != info["sha256"]:
                 raise ValueError("its SHA-256 does not match the one recorded when it was written")
-            if info["format"] == "json":
+            if file_format == "json":
                 return json.loads(data.decode("utf-8"))
-            return torch.load(path, map_location="cpu", weights_only=False)
+            if file_format == "npz":
+                return _read_npz_result(path)
+            raise ValueError(f"unknown format {file_format!r}")
         except Exception as error:  # noqa: BLE001 - any failure means: recompute
+            if quiet:
+                return _MISSING
             warnings.warn(
                 f"cached result {folder / label}.* is unreadable ({type(error).__name__}: {error}); "
-                "recomputing it and overwriting the file (derived results are always recomputable).",
-                stacklevel=3,
+                "recomputing it (derived results are always recomputable).",
+                stacklevel=4,
             )
             marker.unlink(missing_ok=True)
             return _MISSING
 
     def _write_result(self, folder: Path, label: str, value: Any) -> Any:
+        """Write value under a fresh name, then the marker naming it; remove superseded files.
+        Call while holding the entry's lock."""
         folder.mkdir(parents=True, exist_ok=True)
         try:
             text = json.dumps(value, allow_nan=False, indent=1)
         except (TypeError, ValueError):
             text = None
+        token = secrets.token_hex(6)
         if text is not None:
-            path, file_format = folder / f"{label}.json", "json"
+            path, file_format = folder / f"{label}.{token}.json", "json"
             io.atomic_write_text(path, text + "\n")
-            returned = json.loads(text)  # the same value a later cache hit returns
         else:
-            path, file_format = folder / f"{label}.pt", "torch"
-            io.atomic_save(path, lambda tmp: torch.save(value, tmp))
-            returned = value
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        io.atomic_write_json(folder / f"{label}.complete", {"format": file_format, "sha256": digest})
-        return returned
+            path, file_format = folder / f"{label}.{token}.npz", "npz"
+            tree, arrays = encode_result(value)
+            outline = np.frombuffer(json.dumps(tree).encode("utf-8"), dtype=np.uint8)
+
+            def write(tmp: Path) -> None:
+                with open(tmp, "wb") as stream:  # a file object: np.savez would append '.npz' to a name
+                    np.savez(stream, **{_OUTLINE: outline}, **arrays)
+
+            io.atomic_save(path, write)
+        marker = {"format": file_format, "file": path.name, "sha256": file_sha256(path)}
+        io.atomic_write_json(folder / f"{label}.complete", marker)
+        pattern = re.compile(re.escape(label) + r"(\.[0-9a-f]{12})?\.(json|npz|pt)")
+        for other in folder.iterdir():
+            if other != path and pattern.fullmatch(other.name):
+                other.unlink(missing_ok=True)
+        # The value a later cache hit returns (JSON values; arrays read back from the file).
+        return json.loads(text) if text is not None else _read_npz_result(path)
+
+
+# Results that are not JSON: plain arrays in an .npz plus a JSON outline ------------------------
+#
+# The outline mirrors the value: JSON scalars as themselves, other floats as {"$float": "nan"},
+# containers as {"$dict": [[key, value], ...]} / {"$list": [...]} / {"$tuple": [...]}, arrays and
+# tensors as {"$ndarray": "a3"} / {"$tensor": "a3", "dtype": ...} / {"$numpy_scalar": "a3"} naming
+# an entry of the .npz. Loading uses np.load(allow_pickle=False): nothing in the file can run code.
+
+_OUTLINE = "__outline__"
+
+
+def encode_result(value: Any) -> tuple[Any, dict[str, np.ndarray]]:
+    """(outline, arrays) of a result value; TypeError naming the part that cannot be stored."""
+    arrays: dict[str, np.ndarray] = {}
+
+    def add(array: np.ndarray, where: str) -> str:
+        if array.dtype.hasobject:
+            raise TypeError(f"cached result{where} is a numpy array of Python objects, which cannot be stored without pickle")
+        name = f"a{len(arrays)}"
+        arrays[name] = np.asarray(array, order="C")  # (ascontiguousarray would turn 0-d into 1-d)
+        return name
+
+    def encode(item: Any, where: str) -> Any:
+        if item is None or isinstance(item, (bool, str)):
+            return item
+        if isinstance(item, int):
+            return int(item)
+        if isinstance(item, float):
+            return item if math.isfinite(item) else {"$float": repr(item)}
+        if isinstance(item, dict):
+            return {"$dict": [[encode(key, f"{where} key"), encode(entry, f"{where}[{key!r}]")] for key, entry in item.items()]}
+        if isinstance(item, (list, tuple)):
+            kind = "$list" if isinstance(item, list) else "$tuple"
+            return {kind: [encode(entry, f"{where}[{index}]") for index, entry in enumerate(item)]}
+        if isinstance(item, torch.Tensor):
+            tensor = item.detach().cpu().contiguous()
+            dtype = str(tensor.dtype).removeprefix("torch.")
+            if tensor.dtype == torch.bfloat16:  # numpy has no bfloat16: store the bits
+                tensor = tensor.view(torch.int16)
+            return {"$tensor": add(tensor.numpy(), where), "dtype": dtype}
+        if isinstance(item, np.ndarray):
+            return {"$ndarray": add(item, where)}
+        if isinstance(item, np.generic):
+            return {"$numpy_scalar": add(np.asarray(item), where)}
+        raise TypeError(
+            f"cached result{where} is a {type(item).__module__}.{type(item).__name__}; cached results hold JSON "
+            "values, floats (NaN included), numpy arrays and tensors, in dicts, lists and tuples. Return plain "
+            "data from compute_fn (e.g. dataclasses.asdict(...))."
+        )
+
+    return encode(value, ""), arrays
+
+
+def decode_result(outline: Any, arrays: Mapping[str, np.ndarray]) -> Any:
+    """The value `encode_result` was given, from its outline and arrays."""
+    if not isinstance(outline, dict):
+        return outline
+    if "$float" in outline:
+        return float(outline["$float"])
+    if "$dict" in outline:
+        return {_hashable(decode_result(key, arrays)): decode_result(entry, arrays) for key, entry in outline["$dict"]}
+    if "$list" in outline:
+        return [decode_result(entry, arrays) for entry in outline["$list"]]
+    if "$tuple" in outline:
+        return tuple(decode_result(entry, arrays) for entry in outline["$tuple"])
+    if "$ndarray" in outline:
+        return arrays[outline["$ndarray"]]
+    if "$numpy_scalar" in outline:
+        return arrays[outline["$numpy_scalar"]][()]
+    if "$tensor" in outline:
+        tensor = torch.from_numpy(np.array(arrays[outline["$tensor"]]))
+        return tensor.view(torch.bfloat16) if outline["dtype"] == "bfloat16" else tensor
+    raise ValueError(f"unknown entry in a cached result's outline: {sorted(outline)}")
+
+
+def _hashable(key: Any) -> Any:
+    return tuple(_hashable(item) for item in key) if isinstance(key, (list, tuple)) else key
+
+
+def _read_npz_result(path: Path) -> Any:
+    with open(path, "rb") as stream, np.load(stream, allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    outline = json.loads(arrays.pop(_OUTLINE).tobytes().decode("utf-8"))
+    return decode_result(outline, arrays)
 
 
 def cached_result(
@@ -381,3 +508,15 @@ def _default_name(model_config: Any, data_spec: Mapping[str, Any], train_config:
         model_name = f"{model_name}x{len(model_config)}"
     dataset = data_spec.get("dataset") or data_spec.get("name") or "data"
     return f"{model_name}-{dataset}-e{train_config.epochs}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m vaegen_utils.cache du | clean [--keep-final] [--older-than DAYS] [--dry-run]`
+    (vaegen_utils.cache_usage)."""
+    from .cache_usage import main as usage_main
+
+    return usage_main(argv)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -7,8 +7,9 @@ in the project's data range (architecture.md, "Conventions") and int64 labels. B
 chain of *sources* for the raw uint8 pixels, tried in this order:
 
 1. the cache `<data_dir>/<raw>/<split>.npz`: decoded uint8 arrays plus the SHA-256 of those
-   arrays, checked on every load (`vaegen_utils.checked_arrays`; a corrupt cache file is deleted
-   with a warning and rebuilt);
+   arrays, checked on every load (`vaegen_utils.checked_arrays`), and the pinned md5s of the
+   decoded arrays (below), also checked on every load (MNIST train: 0.06 s); a corrupt cache file
+   or one holding other pixels is deleted with a warning and rebuilt;
 2. files in `<data_dir>/<raw>/`: the published files (IDX `.gz` or CIFAR `cifar-10-python.tar.gz`),
    whether placed there by hand or left by an earlier download;
 3. installed packages, so the project runs without network (practice.md section 6):
@@ -20,9 +21,10 @@ chain of *sources* for the raw uint8 pixels, tried in this order:
 `<raw>` is the raw data set: `binary_mnist` and `mnist` share the `mnist` files, because the 0.5
 threshold of binary MNIST is applied at load time (it costs milliseconds).
 Whatever the source, the decoded arrays are checked against pinned md5s before use: MNIST and
-Fashion-MNIST against the md5 of the uint8 arrays (practice.md section 6: "pin hashes of the
-decoded arrays you use, not of a mirror's gzip"), CIFAR-10 against the published md5 of every
-batch file inside the archive. A raw data set is fetched whole: building the cache for one split
+Fashion-MNIST against the md5 of the uint8 arrays (pinned hashes of the decoded arrays, not of a
+mirror's gzip), on every load including cache hits; CIFAR-10 against the published md5 of every
+batch file inside the archive, which is checked when the cache is built (a cache hit has no archive
+to check; its own SHA-256 still is). A raw data set is fetched whole: building the cache for one split
 also writes the other.
 
 What this module is not
@@ -62,6 +64,7 @@ import struct
 import tarfile
 import urllib.error
 import urllib.request
+import warnings
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -554,7 +557,18 @@ def _load_raw_split(
         stacklevel=3,
     )
     if cached is not None:
-        return cached["images"], cached["labels"]
+        # The file's own SHA-256 catches damage, not a cache written with other pixels and a
+        # matching hash; the pinned md5s of the decoded arrays do (MNIST train: 0.06 s on top of
+        # the 0.14 s load, measured on the 2-core machine).
+        wrong = _pinned_mismatches(spec, split, cached["images"], cached["labels"])
+        if not wrong:
+            return cached["images"], cached["labels"]
+        warnings.warn(
+            f"deleting the data cache {cache}: {'; '.join(wrong)} (the pinned checksums of the published "
+            f"data); rebuilding it from the sources",
+            stacklevel=3,
+        )
+        cache.unlink(missing_ok=True)
 
     # read_checked_npz warned with the reason when it deleted an existing file.
     cache_state = "corrupt (see the warning), deleted" if cache_existed else "not present"
@@ -638,14 +652,23 @@ def _check_raw_arrays(spec: RawDataSpec, arrays: RawArrays) -> None:
             raise _SourceFailed(
                 f"{split} labels go up to {int(labels.max())}, expected 0..{NUM_CLASSES - 1}"
             )
-        for kind, array in (("images", images), ("labels", labels)):
-            expected = spec.decoded_md5.get(f"{split}_{kind}")
-            if expected is not None:
-                actual = _md5_of_bytes(np.ascontiguousarray(array))
-                if actual != expected:
-                    raise _SourceFailed(
-                        f"md5 of the decoded {split} {kind} is {actual}, expected {expected}"
-                    )
+        wrong = _pinned_mismatches(spec, split, images, labels)
+        if wrong:
+            raise _SourceFailed(wrong[0])
+
+
+def _pinned_mismatches(
+    spec: RawDataSpec, split: str, images: np.ndarray, labels: np.ndarray
+) -> list[str]:
+    """The decoded arrays of `split` that differ from their pinned md5 (none pinned: none)."""
+    wrong = []
+    for kind, array in (("images", images), ("labels", labels)):
+        expected = spec.decoded_md5.get(f"{split}_{kind}")
+        if expected is not None:
+            actual = _md5_of_bytes(np.ascontiguousarray(array))
+            if actual != expected:
+                wrong.append(f"md5 of the decoded {split} {kind} is {actual}, expected {expected}")
+    return wrong
 
 
 # --------------------------------------------------------------------------------------------

@@ -79,11 +79,9 @@ from .checked_arrays import read_checked_npz, write_checked_npz
 from .checks import check_int, file_sha256, named_fields
 from .data import FIXED_THRESHOLD_LEVEL
 from .seeding import derive_seed, make_generator
-from .training import (
-    list_complete_checkpoints,
-    weights_sha256,
-    write_checkpoint_atomically,
-)
+from . import locks
+from .checkpoints import list_complete_checkpoints, remove_stale_staging, verify_checkpoint, write_checkpoint_atomically
+from .training import weights_sha256
 
 BETA_SCHEDULES = ("squaredcos_cap_v2", "linear", "scaled_linear")
 SAMPLERS = ("ddim", "heun")
@@ -99,6 +97,7 @@ STATE_FILE = "training_state.pt"
 BANK_FORMAT = "vaegen_utils.diffusion.SampleBank"
 BANK_FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
+BANK_LOCK_FILE = ".lock"
 BANKS_FOLDER = "sample_banks"
 
 
@@ -489,9 +488,32 @@ def load_checkpoint(run_dir: str | os.PathLike, step: int | None = None, *, ema:
     if step not in steps:
         raise FileNotFoundError(f"no complete diffusion checkpoint for step {step} in {run_dir}; available: {steps}")
     folder = checkpoint_folder(run_dir, step)
+    _verify(folder)
     if ema and (folder / "ema").is_dir():
         return load_diffusion(folder / "ema")
     return load_diffusion(folder / "model")
+
+
+def _verify(folder: Path) -> dict:
+    """Check every file of a diffusion checkpoint against the SHA-256 recorded in its marker."""
+    fix = (
+        f"Delete the checkpoint folder {folder}: train_diffusion then resumes from the previous checkpoint "
+        f"(or delete the run folder {folder.parent.parent} to retrain)."
+    )
+    return verify_checkpoint(folder, fix=fix, required=("model/" + WEIGHTS_FILE,))
+
+
+def read_training_state(run_dir: str | os.PathLike, step: int) -> dict:
+    """The verified training state (optimizer, losses, step, seconds) of the checkpoint at `step`."""
+    folder = checkpoint_folder(run_dir, step)
+    _verify(folder)
+    try:
+        return torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - re-raised with the folder and the fix
+        raise ValueError(
+            f"could not read {folder / STATE_FILE} ({type(error).__name__}: {error}); delete {folder} to resume "
+            f"from the previous checkpoint"
+        ) from error
 
 
 def _epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
@@ -548,6 +570,7 @@ def _check_training_images(images: Any, config: DiffusionConfig) -> None:
         raise ValueError(f"images must be in [0, 1] (the data range), got values in [{low}, {high}]")
 
 
+@locks.holding_folder_lock("run_dir")
 def train_diffusion(
     config: DiffusionConfig,
     images: torch.Tensor,
@@ -577,7 +600,8 @@ def train_diffusion(
 
     run_dir: `config.json` (the run's identity: model config, every setting except `steps`, a data
     fingerprint and the initial weights' hash) and `checkpoints/step_XXXXXXX/` folders (model, EMA,
-    optimizer state, losses), each written to a temp folder and renamed when complete. A rerun resumes
+    optimizer state, losses; the marker holds every file's SHA-256, checked before resuming), each
+    written to a temp folder and renamed when complete; the folder is locked for the whole call. A rerun resumes
     from the last checkpoint at or before `steps` and ends bit-identical to an uninterrupted run; a
     larger `steps` extends a finished run. checkpoint_steps: a list of steps or k (every k steps); the
     final step is always checkpointed.
@@ -632,13 +656,14 @@ def train_diffusion(
     start_step, train_seconds, resumed_from = 0, 0.0, None
     if run_path is not None:
         _check_or_write_setup(run_path, setup)
+        remove_stale_staging(run_path, holding_lock=True)  # interrupted writes; we hold the run's lock
         resume = [value for value in list_checkpoints(run_path) if value <= steps]
         if resume:
             folder = checkpoint_folder(run_path, resume[-1])
+            state = read_training_state(run_path, resume[-1])  # verifies every file of the checkpoint
             model.load_state_dict(load_diffusion(folder / "model").state_dict())
             if ema_model is not None:
                 ema_model.load_state_dict(load_diffusion(folder / "ema").state_dict())
-            state = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True)
             optimizer.load_state_dict(state["optimizer"])
             start_step, train_seconds = int(state["step"]), float(state["train_seconds"])
             losses = [float(value) for value in state["losses"]]
@@ -950,8 +975,10 @@ class SampleBank:
 
     Layout of `folder`: `manifest.json` (settings incl. weights SHA-256, sampler, steps, seed;
     key; `chunks`: [{index, file, start, count, sha256}]; `num_samples`; versions; timings) and
-    `chunk_XXXXXX.npz` (a `checked_arrays` file holding `images` uint8 (count, C, H, W) and its
-    SHA-256). Chunk i holds images [i*chunk_size, i*chunk_size + count).
+    `chunk_XXXXXX-n<count>.npz` (`chunk_XXXXXX.npz` in older banks; a `checked_arrays` file holding
+    `images` uint8 (count, C, H, W) and its SHA-256). Chunk i holds images [i*chunk_size,
+    i*chunk_size + count). Reading needs no lock: the manifest is replaced atomically and a chunk
+    file, once listed, is never rewritten (a grown chunk gets a new file).
     """
 
     def __init__(self, folder: str | os.PathLike):
@@ -1116,10 +1143,12 @@ def generate_bank(
 
     The folder is chosen by the settings' key (`bank_folder`). Chunks already on disk whose file
     passes its SHA-256 check are kept; missing or corrupt ones are generated, a partial last chunk is
-    regenerated whole when the bank grows. The manifest is rewritten atomically after every chunk,
-    so a killed run continues from its last complete chunk. `max_new_chunks` stops after that many
-    new chunks (a time budget, or a simulated kill in tests); the returned bank then holds fewer
-    than num_samples images (check `len(bank)`).
+    regenerated whole (under a new name: the smaller one stays readable) when the bank grows.
+    Generation holds the bank's lock (`vaegen_utils.locks`): a second process asking for the same
+    bank waits, then finds the chunks made by the first. After every chunk the manifest is re-read
+    and the chunk merged into it, written atomically, so a killed run continues from its last
+    complete chunk. `max_new_chunks` stops after that many new chunks (a time budget, or a simulated
+    kill in tests); the returned bank then holds fewer than num_samples images (check `len(bank)`).
     """
     num_samples = check_int("num_samples", num_samples, minimum=1)
     settings = bank_settings(
@@ -1127,76 +1156,87 @@ def generate_bank(
     )
     key = bank_key(settings)
     folder = bank_folder(settings, name=name, root=root)
-    folder.mkdir(parents=True, exist_ok=True)
-    manifest_path = folder / MANIFEST_FILE
-    chunks: dict[int, dict] = {}
-    timings: list[float] = []
-    if manifest_path.is_file():
-        manifest = vio.read_json(manifest_path)
-        if manifest.get("key") != key or manifest.get("settings") != json.loads(json.dumps(settings)):
-            raise ValueError(f"{manifest_path} belongs to another bank (key mismatch); delete {folder} and rerun")
-        chunks = {int(entry["index"]): entry for entry in manifest.get("chunks", [])}
-        timings = list(manifest.get("seconds_per_chunk", []))
-    for stray in folder.glob(".tmp-*"):
+    needed = [(index, min(chunk_size, num_samples - index * chunk_size)) for index in range(math.ceil(num_samples / chunk_size))]
+    if folder.is_dir() and _missing_chunks(folder, key, settings, needed) == []:
         with contextlib.suppress(OSError):
-            stray.unlink()
-
-    def write_manifest() -> None:
-        ordered = [chunks[index] for index in sorted(chunks)]
-        complete = 0
-        for entry in ordered:  # count the contiguous prefix of complete chunks
-            if entry["start"] != complete:
+            os.utime(folder / MANIFEST_FILE)  # "last used", for `python -m vaegen_utils.cache clean --older-than`
+        return SampleBank(folder)  # the common case: complete, no lock needed
+    folder.mkdir(parents=True, exist_ok=True)
+    with locks.file_lock(folder / BANK_LOCK_FILE, purpose=f"generate_bank({num_samples}) into {folder}"):
+        vio.remove_stale_temporaries(folder, holding_lock=True)  # every writer of this folder holds the lock
+        missing = _missing_chunks(folder, key, settings, needed)  # again: another process may have made them
+        for new_chunks, (index, count) in enumerate(missing):
+            if max_new_chunks is not None and new_chunks >= max_new_chunks:
                 break
-            complete += entry["count"]
-        import diffusers
+            start = index * chunk_size
+            started = time.perf_counter()
+            images = sample(
+                model, count, sampler=sampler, steps=steps, seed=seed, start_index=start,
+                batch_size=batch_size, precision=precision, progress=progress,
+            )
+            levels = quantize_uint8(images).numpy()
+            file_name = f"chunk_{index:06d}-n{count}.npz"  # the count in the name: a grown chunk never replaces a smaller one in place
+            write_checked_npz(folder / file_name, {"images": levels}, _chunk_settings(key, index, count))
+            entry = {"index": index, "file": file_name, "start": start, "count": count, "sha256": file_sha256(folder / file_name)}
+            _merge_into_manifest(folder, key, settings, entry, seconds=time.perf_counter() - started)
+        _merge_into_manifest(folder, key, settings)  # a manifest exists even when nothing was missing
+    return SampleBank(folder)
 
-        vio.atomic_write_json(
-            manifest_path,
-            {
-                "key": key,
-                "settings": settings,
-                "num_samples": complete,
-                "chunks": ordered,
-                "seconds_per_chunk": timings,
-                "versions": {"torch": str(torch.__version__), "diffusers": diffusers.__version__, "torch_threads": torch.get_num_threads()},
-            },
-        )
 
-    total_chunks = math.ceil(num_samples / chunk_size)
-    new_chunks = 0
-    for index in range(total_chunks):
-        start = index * chunk_size
-        count = min(chunk_size, num_samples - start)
+def _read_manifest(folder: Path, key: str, settings: Mapping[str, Any]) -> dict | None:
+    """The bank's manifest, None when there is none; an error when it belongs to another bank."""
+    path = folder / MANIFEST_FILE
+    if not path.is_file():
+        return None
+    manifest = vio.read_json(path, fix=f"Delete {folder} and generate the bank again.")
+    if manifest.get("key") != key or manifest.get("settings") != json.loads(json.dumps(dict(settings))):
+        raise ValueError(f"{path} belongs to another bank (key mismatch); delete {folder} and rerun")
+    return manifest
+
+
+def _missing_chunks(folder: Path, key: str, settings: Mapping[str, Any], needed: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """(index, count) of the needed chunks the bank lacks: absent, smaller, or failing their check."""
+    manifest = _read_manifest(folder, key, settings) or {}
+    chunks = {int(entry["index"]): entry for entry in manifest.get("chunks", [])}
+    missing = []
+    for index, count in needed:
         entry = chunks.get(index)
         if entry is not None and entry["count"] >= count:
             if read_checked_npz(folder / entry["file"], ["images"], _chunk_settings(key, index, entry["count"])) is not None:
-                continue
-            chunks.pop(index)  # missing or corrupt (read_checked_npz warned and deleted it): regenerate
-        elif entry is not None:  # a partial last chunk of a smaller bank: regenerate it whole
-            (folder / entry["file"]).unlink(missing_ok=True)
-            chunks.pop(index)
-        if max_new_chunks is not None and new_chunks >= max_new_chunks:
+                continue  # (a corrupt file was deleted with a warning by read_checked_npz)
+        missing.append((index, count))
+    return missing
+
+
+def _merge_into_manifest(
+    folder: Path, key: str, settings: Mapping[str, Any], entry: dict | None = None, *, seconds: float | None = None
+) -> None:
+    """Re-read the manifest, add `entry`, write it atomically. Call while holding the bank's lock."""
+    import diffusers
+
+    manifest = _read_manifest(folder, key, settings) or {}
+    chunks = {int(item["index"]): item for item in manifest.get("chunks", [])}
+    timings = list(manifest.get("seconds_per_chunk", []))
+    if entry is not None:
+        chunks[entry["index"]] = entry
+        timings.append(seconds)
+    ordered = [chunks[index] for index in sorted(chunks)]
+    complete = 0
+    for item in ordered:  # count the contiguous prefix of complete chunks
+        if item["start"] != complete:
             break
-        started = time.perf_counter()
-        images = sample(
-            model, count, sampler=sampler, steps=steps, seed=seed, start_index=start,
-            batch_size=batch_size, precision=precision, progress=progress,
-        )
-        levels = quantize_uint8(images).numpy()
-        file_name = f"chunk_{index:06d}.npz"
-        write_checked_npz(folder / file_name, {"images": levels}, _chunk_settings(key, index, count))
-        timings.append(time.perf_counter() - started)
-        chunks[index] = {
-            "index": index,
-            "file": file_name,
-            "start": start,
-            "count": count,
-            "sha256": file_sha256(folder / file_name),
-        }
-        write_manifest()
-        new_chunks += 1
-    write_manifest()
-    return SampleBank(folder)
+        complete += item["count"]
+    vio.atomic_write_json(
+        folder / MANIFEST_FILE,
+        {
+            "key": key,
+            "settings": dict(settings),
+            "num_samples": complete,
+            "chunks": ordered,
+            "seconds_per_chunk": timings,
+            "versions": {"torch": str(torch.__version__), "diffusers": diffusers.__version__, "torch_threads": torch.get_num_threads()},
+        },
+    )
 
 
 def open_bank(model: DiffusionModel, *, root: str | os.PathLike | None = None, **settings) -> SampleBank:

@@ -2,7 +2,12 @@
 
 Every writer goes through a temporary file in the same folder, fsync, then os.replace (atomic on
 POSIX and Windows). Readers therefore never see a partial file, and an interrupted run leaves
-at most a stray `.tmp-*` file that is ignored and overwritten next time.
+at most a stray `.tmp-*` file that is ignored.
+
+Temporary names carry their writer, `.tmp-<target>.w<pid>@<host>.<random>`, so a cleaner can tell
+a live writer's file from a dead one's: `remove_stale_temporaries(folder)` removes only files and
+folders whose writing process no longer runs (and, for a caller holding the folder's lock, also
+those of older versions without a writer tag).
 """
 
 from __future__ import annotations
@@ -10,6 +15,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -25,7 +33,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".tmp-{target.name}.", dir=target.parent)
+    handle, tmp_name = tempfile.mkstemp(prefix=temporary_prefix(target.name), dir=target.parent)
     os.close(handle)
     tmp = Path(tmp_name)
     # mkstemp creates mode 0600; give the file the permissions a plain open() would (umask).
@@ -65,16 +73,95 @@ def atomic_save(path: str | os.PathLike, writer: Callable[[Path], None]) -> Path
     return Path(path)
 
 
-def read_json(path: str | os.PathLike) -> Any:
-    """Read JSON with an error that names the file and what to do when it is corrupt."""
+def read_json(path: str | os.PathLike, *, fix: str | None = None) -> Any:
+    """Read JSON with errors that name the file and what to do.
+
+    A file that is not valid UTF-8 or not valid JSON raises ValueError; a missing file raises
+    FileNotFoundError. `fix` is the advice for this file (e.g. which folder to delete); the default
+    advice, "delete it and rerun", suits files that a rerun regenerates.
+    """
     path = Path(path)
+    advice = fix or "Delete it and rerun to regenerate it."
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
+    except FileNotFoundError as error:
+        if fix is None:
+            raise
+        raise FileNotFoundError(f"{path} is missing. {fix}") from error
+    try:
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"{path} is not valid UTF-8 text ({error}); it is corrupt or not a JSON file. {advice}"
+        ) from error
     except json.JSONDecodeError as error:
         raise ValueError(
-            f"{path} is not valid JSON ({error}); it is corrupt or was written by another tool. "
-            f"Delete it and rerun to regenerate it."
+            f"{path} is not valid JSON ({error}); it is corrupt or was written by another tool. {advice}"
         ) from error
+
+
+# Temporary files and their writers ----------------------------------------------------------
+
+_TAG = re.compile(r"\.w(?P<pid>\d+)@(?P<host>[A-Za-z0-9_-]*)\.[^.]+$")
+
+
+def _host_label() -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", socket.gethostname())[:40]
+
+
+def temporary_prefix(target_name: str) -> str:
+    """`.tmp-<target_name>.w<pid>@<host>.`: the prefix of every temporary file or folder we create."""
+    return f".tmp-{target_name}.w{os.getpid()}@{_host_label()}."
+
+
+def temporary_writer(path: str | os.PathLike) -> tuple[int, str] | None:
+    """(pid, host) of the process that created the temporary `path`, or None for an untagged name."""
+    match = _TAG.search(Path(path).name)
+    return (int(match["pid"]), match["host"]) if match else None
+
+
+def process_is_alive(pid: int) -> bool:
+    """True when a process with this id runs on this machine (or exists but is not ours to signal)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, *, holding_lock: bool = False) -> list[Path]:
+    """Remove the `.tmp-*` files and folders in `folder` whose writer is gone; returns them.
+
+    A temporary is stale when its tag names this host and a process id that no longer runs. A live
+    writer's temporary is never removed. Untagged ones (older versions) and those of other hosts are
+    removed only by a caller `holding_lock` on the folder, since every writer there holds that lock.
+    """
+    folder = Path(folder)
+    removed = []
+    if not folder.is_dir():
+        return removed
+    host = _host_label()
+    for child in folder.iterdir():
+        if not child.name.startswith(".tmp-"):
+            continue
+        writer = temporary_writer(child)
+        if writer is None or writer[1] != host:
+            stale = holding_lock
+        else:
+            stale = writer[0] != os.getpid() and not process_is_alive(writer[0])
+        if not stale:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                child.unlink()
+        removed.append(child)
+    return removed
 
 
 def _json_default(value: Any) -> Any:

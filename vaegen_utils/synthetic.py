@@ -448,7 +448,7 @@ def loss_curve(
     if not steps:
         raise FileNotFoundError(f"no diffusion checkpoint in {run_dir}")
     step = steps[-1] if step is None else step
-    state = torch.load(diffusion.checkpoint_folder(run_dir, step) / diffusion.STATE_FILE, map_location="cpu", weights_only=True)
+    state = diffusion.read_training_state(run_dir, step)
     return _loss_curve(state["losses"], window)
 
 
@@ -491,12 +491,12 @@ def export_checkpoint(
     """Write the EMA model of `run_dir`'s checkpoint at `step` as a shipped folder with provenance.json.
 
     destination defaults to `SHIPPED_ROOT/<dataset>-n<n_train>-step<step>`. The folder is written to a
-    temporary folder and renamed when complete (`training.write_checkpoint_atomically`). With
+    temporary folder and renamed when complete (`checkpoints.write_checkpoint_atomically`). With
     verify_data, the run's data fingerprint must equal that of `load_dataset(dataset, "train",
     n_train=n_train, subset_seed=subset_seed)` (the provenance then names the data truthfully).
     `note` is stored as is (e.g. the thread counts the run used). Returns the folder.
     """
-    from .training import write_checkpoint_atomically
+    from .checkpoints import write_checkpoint_atomically
 
     _check_dataset(dataset, data.DATASETS)
     _check_stage(stage)
@@ -507,7 +507,7 @@ def export_checkpoint(
     setup = vio.read_json(setup_path)
     model = diffusion.load_checkpoint(run_path, step)  # EMA weights when the run kept them
     checkpoint = diffusion.checkpoint_folder(run_path, step)
-    state = torch.load(checkpoint / diffusion.STATE_FILE, map_location="cpu", weights_only=True)
+    state = diffusion.read_training_state(run_path, step)
     ema = (checkpoint / "ema").is_dir()
     if verify_data:
         expected = json.loads(json.dumps(diffusion._data_fingerprint(training_images(dataset, n_train, subset_seed))))

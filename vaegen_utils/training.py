@@ -26,9 +26,12 @@ Design notes
 - Same config, same seed, same thread count -> bitwise the same parameters and history on CPU
   (`seconds` in the history is wall-clock time and is the only exception).
 - Checkpoints are folders `run_dir/checkpoints/epoch_XXXX/` assembled in a temporary folder and
-  renamed into place, so a checkpoint folder is either complete or absent. A rerun with the same
-  run_dir resumes from the last checkpoint and ends with the same parameters as an uninterrupted
-  run; a finished run returns at once.
+  renamed into place, so a checkpoint folder is either complete or absent; its marker records the
+  SHA-256 of every file, checked before anything is loaded. Only the latest checkpoint of an
+  unfinished run keeps the optimizer and RNG state (see "Checkpoints" below). A rerun with the
+  same run_dir resumes and ends with the same parameters as an uninterrupted run; a finished run
+  returns at once. `train` holds an advisory lock on run_dir for the whole call
+  (`vaegen_utils.locks`), so a second process on the same folder waits and then finds the result.
 
 What is not here: learning-rate schedules, gradient clipping and early stopping (each would couple
 ensemble members; none of the three papers uses them), and multi-device training.
@@ -43,9 +46,7 @@ import hashlib
 import json
 import math
 import os
-import shutil
 import sys
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -54,8 +55,19 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from . import estimators, io
 from .checks import check_int, check_number, named_fields
+from . import estimators, io, locks
+from .checkpoints import (  # noqa: F401 - list_complete_checkpoints, fsync_directory: re-exported for callers
+    CHECKPOINTS_FOLDER,
+    COMPLETE_MARKER,
+    drop_files,
+    fsync_directory,
+    list_complete_checkpoints,
+    recorded_files,
+    remove_stale_staging,
+    verify_checkpoint,
+    write_checkpoint_atomically,
+)
 from .seeding import derive_seed, make_generator
 
 DataSource = Callable[[int], torch.Tensor]  # epoch (1-based) -> images (N, *data_shape)
@@ -63,9 +75,8 @@ BatchTransform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]  # (x_b
 
 TRAINABLE_CHOICES = ("all", "encoder")
 PRECISION_CHOICES = ("float32", "bfloat16")
-CHECKPOINTS_FOLDER = "checkpoints"
 RUN_CONFIG_FILE = "config.json"
-COMPLETE_MARKER = "complete"
+RUN_LOCK_FILE = ".lock"  # advisory lock held by train() for the whole call (vaegen_utils.locks)
 MODEL_FOLDER = "model"
 STATE_FILE = "training_state.pt"
 HISTORY_FILE = "history.json"
@@ -451,28 +462,20 @@ def model_sample_mixture(model: torch.nn.Module, alpha: float = 0.5) -> ModelSam
 # --------------------------------------------------------------------------------------------
 # Checkpoints
 # --------------------------------------------------------------------------------------------
+#
+# A checkpoint folder holds `model/` (weights.pt + config.json), `history.json` and, only while it
+# is the latest checkpoint of an unfinished run, `training_state.pt` (Adam moments and the RNG
+# states, about twice the size of the weights). Its marker records epoch, step, train_seconds and
+# the SHA-256 of every file (`checkpoints.verify_checkpoint` checks them before anything is loaded).
+# When a later checkpoint is complete, the training state of the earlier ones is dropped; the final
+# checkpoint is written without it (a finished run is never resumed). Resume therefore continues
+# from the latest checkpoint that holds a training state, and from the start when none does (a
+# checkpoint deleted by hand, or `python -m vaegen_utils.cache clean --keep-final`); the run ends
+# bit for bit where an uninterrupted run ends.
 
 
 def checkpoint_folder(run_dir: str | os.PathLike, epoch: int) -> Path:
     return Path(run_dir) / CHECKPOINTS_FOLDER / f"epoch_{epoch:04d}"
-
-
-def list_complete_checkpoints(run_dir: str | os.PathLike, prefix: str) -> list[int]:
-    """Numbers N of the folders `run_dir/checkpoints/<prefix>N` that hold a complete marker, ascending.
-
-    A checkpoint counts once its COMPLETE_MARKER file exists (`write_checkpoint_atomically` writes
-    it last); staging folders and names whose suffix is not an integer are skipped. Shared by VAE
-    training (prefix "epoch_", see `list_checkpoints`) and `vaegen_utils.diffusion` (prefix "step_").
-    """
-    folder = Path(run_dir) / CHECKPOINTS_FOLDER
-    if not folder.is_dir():
-        return []
-    numbers = []
-    for child in folder.iterdir():
-        if child.is_dir() and child.name.startswith(prefix) and (child / COMPLETE_MARKER).is_file():
-            with contextlib.suppress(ValueError):
-                numbers.append(int(child.name[len(prefix):]))
-    return sorted(numbers)
 
 
 def list_checkpoints(run_dir: str | os.PathLike) -> list[int]:
@@ -480,8 +483,24 @@ def list_checkpoints(run_dir: str | os.PathLike) -> list[int]:
     return list_complete_checkpoints(run_dir, "epoch_")
 
 
+def _checkpoint_fix(folder: Path) -> str:
+    """What to do about a damaged checkpoint: advice that works (train() recovers from it)."""
+    return (
+        f"Delete the checkpoint folder {folder}: the next train() call with this run_dir resumes from an "
+        f"earlier checkpoint or retrains from the start, and ends with the same model. (Deleting the whole "
+        f"run folder {folder.parent.parent} also works, and retrains everything.)"
+    )
+
+
+def _verify(folder: Path, *, required: Sequence[str] = (MODEL_FOLDER + "/weights.pt", HISTORY_FILE)) -> dict:
+    return verify_checkpoint(folder, fix=_checkpoint_fix(folder), required=required)
+
+
 def load_checkpoint(run_dir: str | os.PathLike, epoch: int | None = None) -> torch.nn.Module:
-    """The model saved at `epoch` (default: the last checkpoint) of the run in run_dir."""
+    """The model saved at `epoch` (default: the last checkpoint) of the run in run_dir.
+
+    Every file of the checkpoint is checked against the SHA-256 recorded when it was written.
+    """
     epochs = list_checkpoints(run_dir)
     if not epochs:
         raise FileNotFoundError(
@@ -491,7 +510,9 @@ def load_checkpoint(run_dir: str | os.PathLike, epoch: int | None = None) -> tor
         epoch = epochs[-1]
     if epoch not in epochs:
         raise FileNotFoundError(f"no complete checkpoint for epoch {epoch} in {run_dir}; available epochs: {epochs}")
-    return _load_model(checkpoint_folder(run_dir, epoch) / MODEL_FOLDER)
+    folder = checkpoint_folder(run_dir, epoch)
+    _verify(folder)
+    return _load_model(folder / MODEL_FOLDER)
 
 
 def load_history(run_dir: str | os.PathLike, epoch: int | None = None) -> list[dict]:
@@ -499,7 +520,13 @@ def load_history(run_dir: str | os.PathLike, epoch: int | None = None) -> list[d
     epochs = list_checkpoints(run_dir)
     if not epochs:
         raise FileNotFoundError(f"no complete checkpoint in {Path(run_dir) / CHECKPOINTS_FOLDER}")
-    return io.read_json(checkpoint_folder(run_dir, epochs[-1] if epoch is None else epoch) / HISTORY_FILE)
+    folder = checkpoint_folder(run_dir, epochs[-1] if epoch is None else epoch)
+    _verify(folder)
+    return _read_history(folder)
+
+
+def _read_history(folder: Path) -> list[dict]:
+    return io.read_json(folder / HISTORY_FILE, fix=_checkpoint_fix(folder))
 
 
 def _load_model(folder: Path) -> torch.nn.Module:
@@ -512,68 +539,100 @@ def _load_model(folder: Path) -> torch.nn.Module:
     except Exception as error:  # noqa: BLE001 - re-raised with the folder and the fix
         raise ValueError(
             f"could not load the model saved in {folder} ({type(error).__name__}: {error}); the checkpoint "
-            f"is corrupt or from an incompatible code version. Delete {folder.parent} to resume from the "
-            f"previous checkpoint (or delete the whole run folder to retrain)."
+            f"is corrupt or from an incompatible code version. {_checkpoint_fix(folder.parent)}"
         ) from error
 
 
-def _write_checkpoint(run_dir: Path, epoch: int, model: torch.nn.Module, state: dict, history: list[dict]) -> Path:
-    """Assemble the checkpoint in a temporary folder, mark it complete, then rename it into place."""
+def _write_checkpoint(
+    run_dir: Path, epoch: int, model: torch.nn.Module, state: dict, history: list[dict], *, final: bool = False
+) -> Path:
+    """Assemble the checkpoint in a temporary folder, mark it complete, rename it into place; then
+    drop the training state of the earlier checkpoints. `final`: the run's last epoch, written
+    without training state (a finished run is never resumed)."""
     from . import models
 
     def fill(staging: Path) -> None:
         models.save(model, staging / MODEL_FOLDER)
-        io.atomic_save(staging / STATE_FILE, lambda path: torch.save(state, path))
+        if not final:
+            io.atomic_save(staging / STATE_FILE, lambda path: torch.save(state, path))
         io.atomic_write_json(staging / HISTORY_FILE, history)
 
-    return write_checkpoint_atomically(
-        run_dir / CHECKPOINTS_FOLDER, checkpoint_folder(run_dir, epoch), fill, {"epoch": epoch, "step": state["step"]}
-    )
-
-
-def write_checkpoint_atomically(parent: Path, target: Path, fill: Callable[[Path], None], marker: dict) -> Path:
-    """Write the checkpoint folder `target` (inside `parent`) so that readers see it whole or not at all.
-
-    Creates `parent`, calls `fill(staging)` to write the contents into a fresh temporary folder in
-    `parent`, writes COMPLETE_MARKER (the JSON `marker`) last, replaces any existing `target` (a
-    stale checkpoint from an abandoned branch of the run) with it by `os.replace`, and fsyncs
-    `parent`. The temporary folder is removed if anything fails. Returns `target`. Shared by VAE
-    training and `vaegen_utils.diffusion`.
-    """
-    parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}.", dir=parent))
-    try:
-        fill(staging)
-        io.atomic_write_json(staging / COMPLETE_MARKER, marker)  # written last
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-        fsync_directory(parent)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+    marker = {"epoch": epoch, "step": state["step"], "train_seconds": state["train_seconds"], "finished": final}
+    target = write_checkpoint_atomically(run_dir / CHECKPOINTS_FOLDER, checkpoint_folder(run_dir, epoch), fill, marker)
+    for earlier in list_checkpoints(run_dir):
+        if earlier < epoch:
+            folder = checkpoint_folder(run_dir, earlier)
+            drop_files(folder, [STATE_FILE], fix=_checkpoint_fix(folder))
     return target
 
 
-def fsync_directory(folder: Path) -> None:
-    """Flush a directory's entries (e.g. a rename into it) to disk; a no-op where that is unsupported."""
-    with contextlib.suppress(OSError, AttributeError):
-        descriptor = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-
-
 def _read_state(folder: Path) -> dict:
+    """The training state (optimizer, RNG) of a verified checkpoint; never unpickles code."""
     path = folder / STATE_FILE
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001
         raise ValueError(
             f"could not read {path} ({type(error).__name__}: {error}); the checkpoint is corrupt. "
-            f"Delete {folder} to resume from the previous checkpoint, or the run folder to retrain."
+            f"{_checkpoint_fix(folder)}"
         ) from error
+
+
+def _holds_training_state(folder: Path, marker: dict) -> bool:
+    files = recorded_files(marker)
+    return STATE_FILE in files if files is not None else (folder / STATE_FILE).is_file()
+
+
+def _find_resume_point(run_dir: Path, config: TrainConfig | None = None) -> tuple[Path, dict] | None:
+    """(folder, state) to continue from, or None to start fresh. Call while holding the run's lock.
+
+    A finished run (its final checkpoint and every requested one present) gives the final checkpoint
+    and a state without optimizer or RNG entries. Otherwise: the latest checkpoint holding a training
+    state; a later checkpoint without one (or a requested checkpoint that was removed) is retrained,
+    with a warning. Staging folders of interrupted writes are removed first (we hold the lock).
+    """
+    remove_stale_staging(run_dir, holding_lock=True)
+    epochs = list_checkpoints(run_dir)
+    if not epochs:
+        return None
+    candidates = epochs
+    if config is not None and epochs[-1] == config.epochs:
+        missing = [epoch for epoch in config.resolved_checkpoint_epochs() if epoch not in epochs]
+        folder = checkpoint_folder(run_dir, epochs[-1])
+        if not missing:
+            marker = _verify(folder)
+            if "train_seconds" in marker:
+                progress = {name: marker[name] for name in ("epoch", "step", "train_seconds")}
+            else:  # a checkpoint of an older version: its training state holds the progress
+                progress = _read_state(folder)
+            return folder, progress
+        warnings.warn(
+            f"{run_dir} is finished but lacks the checkpoints of epochs {missing} that its config asks for "
+            f"(removed, e.g. by `python -m vaegen_utils.cache clean --keep-final`); training again to rebuild them.",
+            stacklevel=4,
+        )
+        candidates = [epoch for epoch in epochs if epoch < missing[0]]
+    skipped = []
+    for epoch in reversed(candidates):
+        folder = checkpoint_folder(run_dir, epoch)
+        marker = _verify(folder)
+        if _holds_training_state(folder, marker):
+            if skipped and candidates is epochs:
+                _warn_retraining(run_dir, skipped, f"resuming from epoch {epoch}")
+            return folder, _read_state(folder)
+        skipped.append(epoch)
+    if skipped and candidates is epochs:
+        _warn_retraining(run_dir, skipped, "training from the start")
+    return None
+
+
+def _warn_retraining(run_dir: Path, skipped: list[int], action: str) -> None:
+    warnings.warn(
+        f"the checkpoints of epochs {sorted(skipped)} in {run_dir} hold weights only (their optimizer and "
+        f"RNG state was dropped once a later checkpoint existed), so training cannot continue from them; "
+        f"{action} (the result is the same as an uninterrupted run).",
+        stacklevel=5,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -581,6 +640,7 @@ def _read_state(folder: Path) -> dict:
 # --------------------------------------------------------------------------------------------
 
 
+@locks.holding_folder_lock("run_dir", RUN_LOCK_FILE)
 def train(
     model: torch.nn.Module,
     train_images: torch.Tensor,
@@ -602,7 +662,8 @@ def train(
                     on the real training images even when training on other data.
     run_dir         folder for config.json and checkpoints; an existing run with the same setup
                     resumes from its last checkpoint (or returns at once when finished); a different
-                    setup raises before training.
+                    setup raises before training. Locked for the whole call: another process
+                    training into it waits until this call ends.
     data_source     optional `epoch -> images`: the training images for that epoch (1-based), e.g.
                     fresh diffusion samples for paper A's DMaaPx or a fresh dynamic binarization.
                     It must be deterministic in `epoch` for resume to reproduce a run.
@@ -631,7 +692,7 @@ def train(
     if run_dir is not None:
         run_path = Path(run_dir)
         _check_or_write_run_config(run_path, run_setup)
-        resume_state = _find_resume_point(run_path)
+        resume_state = _find_resume_point(run_path, config)
 
     # Generators: batch order, per-member reparameterisation noise, batch transform.
     order_generator = make_generator(derive_seed(config.seed, "batch-order"))
@@ -651,13 +712,14 @@ def train(
         if resume_state is not None:
             folder, state = resume_state
             _copy_weights(_load_model(folder / MODEL_FOLDER), model, folder)
-            optimizer.load_state_dict(state["optimizer"])
-            order_generator.set_state(state["rng"]["batch_order"])
-            for generator, saved in zip(noise_generators, state["rng"]["noise"]):
-                generator.set_state(saved)
-            transform_generator.set_state(state["rng"]["batch_transform"])
+            if "optimizer" in state:  # absent from the final checkpoint of a finished run
+                optimizer.load_state_dict(state["optimizer"])
+                order_generator.set_state(state["rng"]["batch_order"])
+                for generator, saved in zip(noise_generators, state["rng"]["noise"]):
+                    generator.set_state(saved)
+                transform_generator.set_state(state["rng"]["batch_transform"])
             start_epoch, step, train_seconds = state["epoch"], state["step"], state["train_seconds"]
-            history = io.read_json(folder / HISTORY_FILE)
+            history = _read_history(folder)
             resumed_from = start_epoch
 
         eval_epochs = set(config.resolved_eval_epochs())
@@ -712,7 +774,7 @@ def train(
                         },
                         "torch_version": str(torch.__version__),
                     }
-                    _write_checkpoint(run_path, epoch, model, state, history)
+                    _write_checkpoint(run_path, epoch, model, state, history, final=epoch == config.epochs)
         finally:
             bar.close()
     finally:
@@ -1034,17 +1096,3 @@ def _differences(stored: Any, requested: Any, prefix: str = "") -> list[str]:
 def _short(value: Any) -> str:
     text = json.dumps(value, default=str)
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _find_resume_point(run_dir: Path) -> tuple[Path, dict] | None:
-    """(folder, training state) of the last complete checkpoint, or None; stale temp folders removed."""
-    parent = run_dir / CHECKPOINTS_FOLDER
-    if parent.is_dir():
-        for child in parent.iterdir():
-            if child.name.startswith(".tmp-") and child.is_dir():
-                shutil.rmtree(child, ignore_errors=True)  # a write interrupted before its rename
-    epochs = list_checkpoints(run_dir)
-    if not epochs:
-        return None
-    folder = checkpoint_folder(run_dir, epochs[-1])
-    return folder, _read_state(folder)
