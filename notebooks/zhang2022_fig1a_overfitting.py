@@ -32,24 +32,21 @@
 # hundreds, so the whole rise of the test BPD fits in about a minute of 2-core CPU time (measured:
 # test BPD lowest near epoch 60–70, then rising steadily). Runtime (cpu): 82 s on the first run
 # (2 cores shared with other jobs, load average ~3.5), ~7 s from the cache.
+#
+# **Settings.** Each profile's sizes are defined once, in `zhang2022.fig1a_settings` (the base run
+# `zhang2022.base_run`, shared with the other two notebooks); the parameters below override single
+# values, e.g. `./run_all.sh` or papermill with `-p EPOCHS 80` (None: the profile's value).
 
 # %% tags=["parameters"]
 from vaegen_utils.profiles import current_profile
 
 PROFILE = current_profile()  # smoke | cpu | paper: env VAEGEN_PROFILE (default cpu) or papermill -p PROFILE
-DATASET = "binary_mnist"  # paper B Sec. 2.2: MNIST binarized at a fixed 0.5 threshold (papers.md B.4)
-NUM_HIDDEN_LAYERS = 2  # hidden layers of 500 ReLU units in encoder and decoder (paper B Sec. 2.2)
-BATCH_SIZE = 100  # images per Adam step (official code, papers.md B.4)
-LEARNING_RATE = 1e-3  # Adam step size (paper B Sec. 2.2)
-SUBSET_SEED = 0  # which training images form the subset when N_TRAIN is below 60k
-# Per-profile sizes, resolved with by_profile in the setup cell. These tables must match the other two
-# zhang2022 notebooks so that all three share one cached model set (tests/test_zhang2022.py checks it).
-N_TRAIN_BY_PROFILE = {"smoke": 100, "cpu": 1000, "paper": None}  # training images (None: all 60k, the paper)
-EPOCHS_BY_PROFILE = {"smoke": 2, "cpu": 160, "paper": 1000}  # training epochs (paper: 1000)
-CHECKPOINT_EVERY_BY_PROFILE = {"smoke": 1, "cpu": 20, "paper": 100}  # a saved model every k epochs (paper: 100)
-EVAL_EVERY_BY_PROFILE = {"smoke": 1, "cpu": 10, "paper": 10}  # train/test BPD every k epochs (the curves)
-SEEDS_BY_PROFILE = {"smoke": [0, 1], "cpu": [0, 1, 2], "paper": [0, 1, 2]}  # one model per seed: mean ± sd bands
-N_TEST_BY_PROFILE = {"smoke": 50, "cpu": 1000, "paper": 10000}  # first n test images (official notebooks: 1000)
+# Overrides of the base run (zhang2022.base_run, shared with fig1b and fig2); None: the profile's value.
+N_TRAIN = None  # training images, a seeded subset (60000: all of them, the paper's setting)
+EPOCHS = None  # training epochs (paper: 1000)
+CHECKPOINT_EVERY = None  # a saved model every k epochs (paper: 100)
+EVAL_EVERY = None  # train/test BPD every k epochs: the resolution of the curves
+SEEDS = None  # one model per seed, e.g. [0, 1, 2]: the mean ± sd bands
 RISE_TOLERANCE_SDS = 2.0  # claim: the test BPD must rise above its minimum by more than this many seed sds
 
 # %% [markdown]
@@ -59,39 +56,20 @@ RISE_TOLERANCE_SDS = 2.0  # claim: the test BPD must rise above its minimum by m
 import matplotlib.pyplot as plt
 import numpy as np
 
-from vaegen_utils import zhang2022
-from vaegen_utils.claims import mean_sd
-from vaegen_utils.figures import savefig, use_style
-from vaegen_utils.profiles import by_profile
-from vaegen_utils.results import Claim, Stopwatch, write_results
-from vaegen_utils.seeding import set_seed
+from vaegen_utils import notebook, zhang2022
+from vaegen_utils.claims import beyond_noise, interior_minimum, mean_sd, rise_after_minimum, strictly_decreasing
+from vaegen_utils.results import Claim
 
-stopwatch = Stopwatch()
-SEEDS = by_profile(PROFILE, SEEDS_BY_PROFILE)
-set_seed(SEEDS[0])
-use_style()
-
-# Sizes are resolved here, not in the parameters cell: papermill injects `-p PROFILE ...` after it.
-BINARY = zhang2022.BaseRun(
-    dataset=DATASET,
-    n_train=by_profile(PROFILE, N_TRAIN_BY_PROFILE),
-    n_test=by_profile(PROFILE, N_TEST_BY_PROFILE),
-    seeds=SEEDS,
-    epochs=by_profile(PROFILE, EPOCHS_BY_PROFILE),
-    checkpoint_every=by_profile(PROFILE, CHECKPOINT_EVERY_BY_PROFILE),
-    eval_every=by_profile(PROFILE, EVAL_EVERY_BY_PROFILE),
-    subset_seed=SUBSET_SEED,
-    num_hidden_layers=NUM_HIDDEN_LAYERS,
-    batch_size=BATCH_SIZE,
-    learning_rate=LEARNING_RATE,
-)
-print(BINARY)
+S = zhang2022.fig1a_settings(PROFILE, n_train=N_TRAIN, epochs=EPOCHS, checkpoint_every=CHECKPOINT_EVERY,
+                             eval_every=EVAL_EVERY, seeds=SEEDS)
+run = notebook.start("zhang2022_fig1a_overfitting", PROFILE, seed=S.run.seeds[0])
+print(S.run)
 
 # %% [markdown]
 # ## Train (or load) the seed ensemble with checkpoints
 
 # %%
-curves = zhang2022.learning_curves(BINARY)  # trains once, then reads the cache
+curves = zhang2022.learning_curves(S.run)  # trains once, then reads the cache
 epochs = np.array(curves["epochs"])
 train_mean, train_sd = map(np.array, mean_sd(curves["train_bpd"]))  # (T,) each
 test_mean, test_sd = map(np.array, mean_sd(curves["test_bpd"]))
@@ -126,12 +104,12 @@ ax.annotate(
     fontsize=7,
     arrowprops={"arrowstyle": "->", "linewidth": 0.6},
 )
-n_train = BINARY.n_train or 60_000
+n_train = S.run.n_train or 60_000
 ax.set_xlabel("training epoch")
 ax.set_ylabel("bits/dim (negative ELBO)")
 ax.set_title(f"Fig. 1a: VAE on binary MNIST, {n_train:,} training images", loc="left")
-ax.legend(title=f"mean ± sd over {len(SEEDS)} seeds; dots: checkpoints", title_fontsize=7, loc="upper right")
-savefig(fig, "zhang2022_fig1a_overfitting", profile=PROFILE)
+ax.legend(title=f"mean ± sd over {len(S.run.seeds)} seeds; dots: checkpoints", title_fontsize=7, loc="upper right")
+run.savefig(fig)
 plt.show()
 
 # %% [markdown]
@@ -139,62 +117,35 @@ plt.show()
 
 # %%
 checkpoint_train = train_mean[at_checkpoint]
-falls = bool(np.all(np.diff(checkpoint_train) < 0))
-interior = bool(0 < best < len(epochs) - 1)
-rise = float(test_mean[-1] - test_mean[best])  # from the lowest point to the end of training
+rise = rise_after_minimum(test_mean)  # from the lowest point to the end of training
 spread = float(max(test_sd[best], test_sd[-1]))  # seed-to-seed sd at the two ends of the rise
 claims = [
-    Claim(
-        id="train_bpd_keeps_falling",
-        paper="zhang2022",
-        figure="Fig. 1a",
-        statement="The training BPD decreases throughout training (seed mean, checkpoint to checkpoint)",
-        reported="decreases throughout",
-        measured={"epochs": checkpoints, "train_bpd": checkpoint_train.round(5).tolist()},
-        tolerance="strictly lower at every checkpoint than at the previous one",
-        holds=falls,
-    ),
-    Claim(
-        id="test_bpd_interior_minimum",
-        paper="zhang2022",
-        figure="Fig. 1a",
-        statement="The test BPD first decreases, then increases: its minimum lies strictly inside the run",
-        reported="first decreases, then gradually increases",
-        measured={"min_epoch": int(epochs[best]), "min_bpd": round(float(test_mean[best]), 5),
-                  "first_epoch": int(epochs[0]), "last_epoch": int(epochs[-1])},
-        tolerance="argmin of the seed-mean test BPD is neither the first nor the last evaluation",
-        holds=interior,
-    ),
-    Claim(
-        id="test_bpd_rise_exceeds_seed_spread",
-        paper="zhang2022",
-        figure="Fig. 1a",
-        statement="After its minimum the test BPD rises by more than its seed-to-seed spread (overfitting, not noise)",
-        reported="gradually increases",
-        measured={"rise_bpd": round(rise, 5), "seed_sd_bpd": round(spread, 5), "rise_in_sds": round(rise / max(spread, 1e-12), 1)},
-        tolerance=f"rise > {RISE_TOLERANCE_SDS:g} x the seed sd (the larger of the sds at the minimum and at the end)",
-        holds=bool(rise > RISE_TOLERANCE_SDS * spread),
-    ),
+    Claim(id="train_bpd_keeps_falling", paper="zhang2022", figure="Fig. 1a",
+          statement="The training BPD decreases throughout training (seed mean, checkpoint to checkpoint)",
+          reported="decreases throughout",
+          measured={"epochs": checkpoints, "train_bpd": checkpoint_train.round(5).tolist()},
+          tolerance="strictly lower at every checkpoint than at the previous one",
+          holds=strictly_decreasing(checkpoint_train)),
+    Claim(id="test_bpd_interior_minimum", paper="zhang2022", figure="Fig. 1a",
+          statement="The test BPD first decreases, then increases: its minimum lies strictly inside the run",
+          reported="first decreases, then gradually increases",
+          measured={"min_epoch": int(epochs[best]), "min_bpd": round(float(test_mean[best]), 5),
+                    "first_epoch": int(epochs[0]), "last_epoch": int(epochs[-1])},
+          tolerance="argmin of the seed-mean test BPD is neither the first nor the last evaluation",
+          holds=interior_minimum(test_mean)["interior"]),
+    Claim(id="test_bpd_rise_exceeds_seed_spread", paper="zhang2022", figure="Fig. 1a",
+          statement="After its minimum the test BPD rises by more than its seed-to-seed spread (overfitting, not noise)",
+          reported="gradually increases",
+          measured={"rise_bpd": round(rise, 5), "seed_sd_bpd": round(spread, 5), "rise_in_sds": round(rise / max(spread, 1e-12), 1)},
+          tolerance=f"rise > {RISE_TOLERANCE_SDS:g} x the seed sd (the larger of the sds at the minimum and at the end)",
+          holds=beyond_noise(rise, spread, RISE_TOLERANCE_SDS)),
 ]
-path = write_results(
-    "zhang2022_fig1a_overfitting",
-    profile=PROFILE,
-    seed=SEEDS[0],
-    config={"run": BINARY.to_dict(), "profile": PROFILE, "rise_tolerance_sds": RISE_TOLERANCE_SDS},
-    metrics={
-        "epochs": epochs.tolist(),
-        "train_bpd": curves["train_bpd"],
-        "test_bpd": curves["test_bpd"],
-        "checkpoint_epochs": checkpoints,
-        "min_test_epoch": int(epochs[best]),
-        "train_seconds": curves["train_seconds"],
-    },
+run.finish(
+    config=S.to_dict() | {"rise_tolerance_sds": RISE_TOLERANCE_SDS},
+    metrics={"epochs": epochs.tolist(), "train_bpd": curves["train_bpd"], "test_bpd": curves["test_bpd"],
+             "checkpoint_epochs": checkpoints, "min_test_epoch": int(epochs[best]), "train_seconds": curves["train_seconds"]},
     claims=claims,
-    runtime_s=stopwatch.elapsed(),
 )
-print(f"wrote {path}")
-for claim in claims:
-    print(f"{'holds' if claim.holds else 'FAILS'}  {claim.statement}: {claim.measured}")
 # Sanity: the numbers are finite BPDs of a trained model (claims may fail in the smoke profile).
 assert np.all(np.isfinite(train_mean)) and np.all(np.isfinite(test_mean)) and np.all(test_mean > 0)
 

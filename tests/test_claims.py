@@ -87,3 +87,51 @@ def test_comparisons():
     assert claims.closer_to(1.0, 0.0, 5.0) and not claims.closer_to(3.0, 0.0, 5.0)
     with pytest.raises(ValueError, match="non-zero baseline"):
         claims.relative_improvement(0.0, 1.0)
+
+
+# ------------------------------------------------------------------------------------------------
+# zhang2022
+# ------------------------------------------------------------------------------------------------
+
+
+def test_rise_after_minimum():
+    assert claims.rise_after_minimum([3.0, 1.0, 2.5]) == 1.5
+    assert claims.rise_after_minimum([3.0, 2.0, 1.0]) == 0.0  # ends at its minimum
+    with pytest.raises(ValueError, match="non-empty"):
+        claims.rise_after_minimum([])
+
+
+def test_ordered_elementwise_and_strict():
+    optimal, consistent, amortized = [1.0, 1.0], [1.5, 2.0], [2.0, 3.0]
+    assert claims.ordered([optimal, consistent, amortized])
+    assert not claims.ordered([optimal, amortized, consistent])  # 2.0 < 1.5 fails at the first point
+    assert not claims.ordered([[1.0, 2.0], [1.0, 3.0]]) and claims.ordered([[1.0, 2.0], [1.0, 3.0]], strict=False)
+    assert claims.ordered([[[1.0, 2.0]], [[1.5, 2.5]]])  # [C][M]: every checkpoint and seed
+    with pytest.raises(ValueError, match="one shape"):
+        claims.ordered([[1.0], [1.0, 2.0]])
+    with pytest.raises(ValueError, match="two curves"):
+        claims.ordered([[1.0]])
+
+
+def test_nearly_flat_and_dominates():
+    assert claims.nearly_flat(0.01, 0.06, 1 / 3) and not claims.nearly_flat(0.03, 0.06, 1 / 3)
+    assert not claims.nearly_flat(0.0, 0.0, 1 / 3)  # the reference must rise at all
+    assert claims.dominates(0.2, 0.05, 2.0) and not claims.dominates(0.09, 0.05, 2.0)
+    assert not claims.dominates(0.0, 0.0, 2.0)  # a zero gap dominates nothing
+
+
+@pytest.mark.parametrize(
+    ("measured", "comparable", "holds"),
+    [
+        # paper B's binary-MNIST reference 0.18543 -> 0.17891 (3.5% saved)
+        ((0.1860, 0.1790, 0.0070, 0.0010), True, True),  # within 5% of both, 7 sd above noise
+        ((0.1860, 0.1790, 0.0070, 0.0040), True, False),  # improvement within 2 sd: noise
+        ((0.2200, 0.2120, 0.0080, 0.0010), True, False),  # 19% off the reference baseline
+        ((0.2200, 0.2120, 0.0080, 0.0010), False, True),  # other setting: 3.6% saved >= 0.5 x 3.5%
+        ((0.2200, 0.2180, 0.0020, 0.0001), False, False),  # 0.9% saved < 0.5 x 3.5%
+    ],
+)
+def test_reproduces_improvement(measured, comparable, holds):
+    baseline, improved, improvement, sd = measured
+    assert claims.reproduces_improvement(baseline, improved, improvement, sd, 0.18543, 0.17891, comparable=comparable,
+                                         absolute_tolerance=0.05, relative_floor=0.5) == holds

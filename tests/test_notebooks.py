@@ -9,6 +9,7 @@ temporary folders and check the files it writes (diffusers-examples style).
 from __future__ import annotations
 
 import ast
+import importlib
 import json
 import os
 import re
@@ -131,8 +132,9 @@ def test_first_code_cell_is_the_parameters_cell(source):
     ]
     assert not derived, (
         f"{source.name}: the parameters cell computes {derived} from PROFILE; papermill's "
-        f"`-p PROFILE smoke` lands after this cell, so keep per-profile tables here "
-        f"(X_BY_PROFILE = {{'smoke': ..., 'cpu': ..., 'paper': ...}}) and call by_profile in the setup cell"
+        f"`-p PROFILE smoke` lands after this cell. Keep `X = None  # None: the profile's value` here and "
+        f"resolve it in the setup cell with the paper module's settings builder, e.g. "
+        f"`S = zhang2022.fig1a_settings(PROFILE, epochs=EPOCHS)` (docs/architecture.md, named runs)"
     )
     # Every setting carries a short comment, on its line or the line above (style.md habit 3).
     lines = cell.source.splitlines()
@@ -142,6 +144,44 @@ def test_first_code_cell_is_the_parameters_cell(source):
         if "#" not in lines[node.lineno - 1] and not (node.lineno >= 2 and lines[node.lineno - 2].lstrip().startswith("#"))
     ]
     assert not uncommented, f"{source.name}: parameters without a comment: {uncommented}"
+
+
+def settings_builder(source: Path):
+    """`<paper>.<figure>_settings` for notebooks/<paper>_<figure>_<slug>.py, or None while it has none."""
+    match = re.match(rf"^({'|'.join(PAPER_KEYS)})_((?:fig|tab)\d+[a-z]?)_", source.stem)
+    if match is None:
+        return None
+    return getattr(importlib.import_module(f"vaegen_utils.{match.group(1)}"), f"{match.group(2)}_settings", None)
+
+
+@notebook_params
+def test_parameters_cell_holds_no_per_profile_tables(source):
+    # Sizes per profile live once, in the paper module's settings builder (docs/architecture.md, named
+    # runs); the parameters cell holds PROFILE, overrides that default to None and the figure's own
+    # profile-independent knobs. Checked for every notebook whose figure has a builder (the papers
+    # are converted one by one; the others are skipped until theirs exists).
+    builder = settings_builder(source)
+    if builder is None:
+        pytest.skip(f"{source.stem}: no settings builder in its paper module yet")
+    cell = first_code_cell(jupytext.read(source))
+    tables = []
+    for node in ast.parse(cell.source).body:
+        if not isinstance(node, (ast.Assign, ast.AnnAssign)) or node.value is None:
+            continue
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        names = [target.id for target in targets if isinstance(target, ast.Name)]
+        keys = {key.value for key in node.value.keys if isinstance(key, ast.Constant)} if isinstance(node.value, ast.Dict) else set()
+        if any(name.endswith("_BY_PROFILE") for name in names) or keys & set(profiles.PROFILES):
+            tables.append(ast.unparse(node).split("=")[0].strip())
+    assert not tables, (
+        f"{source.name}: the parameters cell holds per-profile tables {tables}; move the values into "
+        f"{builder.__module__}.{builder.__name__}'s profile table and keep an override here "
+        f"(`EPOCHS = None  # None: the profile's value`)"
+    )
+    setup = jupytext.read(source).cells
+    assert f"{builder.__name__}(PROFILE" in "\n".join(cell.source for cell in setup if cell.cell_type == "code"), (
+        f"{source.name}: the setup cell must resolve the settings with `{builder.__name__}(PROFILE, ...)`"
+    )
 
 
 @notebook_params

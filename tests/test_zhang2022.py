@@ -6,13 +6,14 @@ the tests need no data set and run in seconds; every cache lives in a temporary 
 
 from __future__ import annotations
 
-import ast
+import dataclasses
+import json
 import math
 
 import pytest
 import torch
 
-from vaegen_utils import estimators, paths, training, zhang2022
+from vaegen_utils import estimators, training, zhang2022
 from vaegen_utils.cache import RunCache
 
 N_TRAIN, N_TEST = 40, 20
@@ -50,7 +51,8 @@ FIT = estimators.PerPointSettings(n_points=4, num_samples=2, max_steps=6, check_
     ("changes", "message"),
     [
         ({"dataset": "cifar10"}, "dataset must be one of"),
-        ({"seeds": ()}, "non-empty list"),
+        ({"seeds": ()}, "seeds needs at least 1 value"),
+        ({"seeds": "01"}, "seeds must be a list"),
         ({"seeds": (0, 0)}, "distinct"),
         ({"seeds": (0, -1)}, "seeds"),
         ({"checkpoint_every": 4}, "checkpoint_every"),
@@ -186,35 +188,104 @@ def test_per_point_subset_larger_than_the_test_set_is_rejected(fake_images, tmp_
 
 
 # ------------------------------------------------------------------------------------------
-# The three notebooks must describe the same runs, or they would not share the cache
+# Named runs and figure settings: one definition per profile, overrides, refusals
 # ------------------------------------------------------------------------------------------
 
-NOTEBOOKS = ["zhang2022_fig1a_overfitting", "zhang2022_fig1b_optimal_inference", "zhang2022_fig2_self_consistent"]
-BASE_SETTINGS = ["NUM_HIDDEN_LAYERS", "BATCH_SIZE", "LEARNING_RATE", "SUBSET_SEED", "N_TRAIN_BY_PROFILE",
-                 "EPOCHS_BY_PROFILE", "CHECKPOINT_EVERY_BY_PROFILE", "EVAL_EVERY_BY_PROFILE", "SEEDS_BY_PROFILE",
-                 "N_TEST_BY_PROFILE"]
-RETRAIN_SETTINGS = ["RETRAIN_EPOCHS_BY_PROFILE", "RETRAIN_EVAL_EVERY_BY_PROFILE", "RETRAIN_LEARNING_RATE", "RETRAIN_SEED"]
+PROFILES = ("smoke", "cpu", "paper")
 
 
-def parameters(notebook: str) -> dict:
-    """The literal assignments of a notebook's parameters cell (the first `# %%` cell tagged parameters)."""
-    source = (paths.repo_root() / "notebooks" / f"{notebook}.py").read_text(encoding="utf-8")
-    cell = source.split('# %% tags=["parameters"]', 1)[1].split("\n# %%", 1)[0]
-    values = {}
-    for node in ast.parse(cell).body:
-        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
-            try:
-                values[node.targets[0].id] = ast.literal_eval(node.value)
-            except ValueError:
-                pass  # PROFILE = current_profile()
-    return values
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_profile_builds_valid_settings_and_the_notebooks_share_their_runs(profile):
+    fig1a, fig1b, fig2 = (zhang2022.fig1a_settings(profile), zhang2022.fig1b_settings(profile),
+                          zhang2022.fig2_settings(profile))
+    # One definition: the three notebooks (and the gap decomposition) get the same base run and retraining.
+    assert fig1a.run == fig1b.run == fig2.binary == zhang2022.base_run(profile)
+    assert fig2.grey == zhang2022.base_run(profile, "mnist") and fig2.grey.dataset == "mnist"
+    assert fig1b.retrain == fig2.retrain == zhang2022.retrain_settings(profile)
+    assert fig1b.per_point.n_points <= fig1b.run.n_test and fig2.iwae_images <= fig2.binary.n_test
+    assert set(zhang2022.SWEEP_ALPHAS_COMPARED) <= set(fig2.alphas) and fig2.alpha in fig2.alphas
+    for settings in (fig1a, fig1b, fig2):  # the results JSON's config
+        assert json.loads(json.dumps(settings.to_dict())) == settings.to_dict()
+    # The greyscale run differs from the binary one only where its profile table says so.
+    differing = {name for name in zhang2022.BaseRun.__dataclass_fields__ if getattr(fig2.binary, name) != getattr(fig2.grey, name)}
+    assert differing <= {"dataset", "epochs"}
 
 
-def test_the_three_notebooks_share_the_base_run_and_the_retraining_settings():
-    cells = {notebook: parameters(notebook) for notebook in NOTEBOOKS}
-    for name in BASE_SETTINGS:
-        values = {notebook: cells[notebook].get(name) for notebook in NOTEBOOKS}
-        assert len({repr(value) for value in values.values()}) == 1, f"{name} differs between the notebooks: {values}"
-    for name in RETRAIN_SETTINGS:
-        values = {notebook: cells[notebook].get(name) for notebook in NOTEBOOKS[1:]}
-        assert len({repr(value) for value in values.values()}) == 1, f"{name} differs between fig1b and fig2: {values}"
+def test_notebooks_needing_the_same_model_get_one_cache_key(fake_images):
+    fig1a, fig2 = zhang2022.fig1a_settings("smoke"), zhang2022.fig2_settings("smoke")
+    assert zhang2022.base_key(fig1a.run) == zhang2022.base_key(fig2.binary)
+    assert zhang2022.base_key(fig2.binary) != zhang2022.base_key(fig2.grey)
+    # Overrides that spell the profile's value (or None) give the very same run, hence the same cache entry.
+    same = zhang2022.fig1a_settings("smoke", epochs=2, seeds=[0, 1], n_train=None)
+    assert same == fig1a and zhang2022.base_key(same.run) == zhang2022.base_key(fig1a.run)
+    assert zhang2022.base_key(zhang2022.fig1a_settings("smoke", epochs=3).run) != zhang2022.base_key(fig1a.run)
+
+
+def test_overrides_change_only_their_field_and_none_keeps_the_profile_value():
+    cpu = zhang2022.base_run("cpu")
+    assert zhang2022.base_run("cpu", epochs=None, seeds=None) == cpu
+    longer = zhang2022.fig1a_settings("cpu", epochs=80, seeds=[4, 5]).run
+    assert (longer.epochs, longer.seeds) == (80, (4, 5))
+    assert dataclasses.replace(longer, epochs=cpu.epochs, seeds=cpu.seeds) == cpu
+    assert zhang2022.base_run("cpu", n_train=60_000).n_train is None  # all images: one spelling, one cache key
+    # The gap decomposition's paper profile: paper B's base run on 1000 images.
+    assert zhang2022.base_run("paper", n_train=1000) == dataclasses.replace(zhang2022.base_run("paper"), n_train=1000)
+
+    fig1b = zhang2022.fig1b_settings("cpu", retrain_epochs=7, per_point_n_points=4, per_point_max_steps=30, epochs=40)
+    assert fig1b.retrain == dataclasses.replace(zhang2022.retrain_settings("cpu"), epochs=7)
+    assert (fig1b.per_point.n_points, fig1b.per_point.max_steps) == (4, 30) and fig1b.run.epochs == 40
+    assert fig1b.per_point.learning_rate == zhang2022.fig1b_settings("cpu").per_point.learning_rate
+
+    fig2 = zhang2022.fig2_settings("cpu", epochs=80, seeds=[1], alphas=[0, 0.5, 1], iwae_samples=5, compare_epoch=40)
+    assert fig2.binary.epochs == fig2.grey.epochs == 80, "plain base-run overrides apply to both models"
+    assert fig2.binary.seeds == fig2.grey.seeds == (1,) and fig2.alphas == (0.0, 0.5, 1.0)
+    assert (fig2.iwae_samples, fig2.compare_epoch) == (5, 40)
+    grey_only = zhang2022.fig2_settings("cpu", epochs=80, grey_epochs=40)
+    assert (grey_only.binary.epochs, grey_only.grey.epochs) == (80, 40), "grey_<field> wins for the greyscale model"
+    assert zhang2022.fig2_settings("cpu", grey_epochs=None) == zhang2022.fig2_settings("cpu")
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: zhang2022.base_run("cpu", epoch=10), r"'epoch' \(did you mean 'epochs'\?\).*valid fields: .*epochs"),
+        (lambda: zhang2022.base_run("cpu", dataset="cifar10"), "unknown dataset 'cifar10'"),
+        (lambda: zhang2022.base_run("gpu"), "unknown profile 'gpu'"),
+        (lambda: zhang2022.retrain_settings("cpu", epoch=3), r"did you mean 'epochs'"),
+        (lambda: zhang2022.fig1a_settings("cpu", retrain_epochs=3), r"'retrain_epochs'.*valid fields"),
+        (lambda: zhang2022.fig1b_settings("cpu", retrain_epoch=3), r"did you mean 'retrain_epochs'"),
+        (lambda: zhang2022.fig1b_settings("cpu", per_point_points=3), r"valid fields: .*per_point_n_points"),
+        (lambda: zhang2022.fig2_settings("cpu", grey_epoch=3), r"did you mean 'grey_epochs'"),
+        (lambda: zhang2022.fig2_settings("cpu", alpha_s=[0.5]), r"valid fields: .*alphas"),
+    ],
+)
+def test_unknown_override_names_are_refused_with_the_valid_ones(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: zhang2022.base_run("cpu", seeds="15"), "seeds must be a list.*got the string '15'"),
+        (lambda: zhang2022.fig1a_settings("cpu", seeds="0"), "seeds must be a list"),
+        (lambda: zhang2022.fig2_settings("cpu", grey_seeds="01"), "seeds must be a list"),
+        (lambda: zhang2022.fig2_settings("cpu", alphas="0.5"), "alphas must be a list.*got the string"),
+        (lambda: zhang2022.fig2_settings("cpu", alphas=[0.5, 1.0]), r"alphas must include \[0.0, 0.5, 1.0\]"),
+        (lambda: zhang2022.fig2_settings("cpu", alphas=[0, 0.5, 1, 2]), r"alphas\[3\] must be <= 1"),
+        (lambda: zhang2022.fig2_settings("cpu", alpha="0.5"), "alpha must be a number"),
+        (lambda: zhang2022.fig2_settings("cpu", compare_epoch=30), "unknown compare_epoch 30"),
+        (lambda: zhang2022.fig2_settings("smoke", iwae_images=51), "iwae_images must be an integer in 1..50"),
+        (lambda: zhang2022.fig1b_settings("smoke", per_point_n_points=51), "n_points=51 exceeds the run's n_test=50"),
+        (lambda: zhang2022.fig1a_settings("cpu", epochs=10, checkpoint_every=20), "checkpoint_every"),
+    ],
+)
+def test_bad_values_are_refused_before_anything_runs(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+def test_alpha_sweep_refuses_a_string_of_alphas(fake_images, tmp_path):
+    with pytest.raises(ValueError, match="alphas must be a list"):
+        zhang2022.alpha_sweep(tiny_run(), RETRAIN, "0.5", cache=RunCache(tmp_path))
+    assert not any(tmp_path.iterdir())

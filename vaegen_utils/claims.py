@@ -16,6 +16,9 @@ Rate-distortion curves over β (bozkurt2021, Figs. 3-8)
 
 Comparisons
 - `relative_improvement`, `within_fraction`, `closer_to`.
+
+zhang2022 (paper B)
+- `rise_after_minimum`, `ordered`, `nearly_flat`, `dominates`, `reproduces_improvement`.
 """
 
 from __future__ import annotations
@@ -198,3 +201,83 @@ def within_fraction(value: float, reference: float, fraction: float) -> bool:
 def closer_to(value: float, near: float, far: float) -> bool:
     """`value` is strictly closer to `near` than to `far`."""
     return bool(abs(value - near) < abs(value - far))
+
+
+# ------------------------------------------------------------------------------------------------
+# zhang2022 (paper B, Figs. 1-2): overfitting curves, orderings of encoders, the official numbers
+# ------------------------------------------------------------------------------------------------
+
+
+def rise_after_minimum(values: Sequence[float]) -> float:
+    """How far a curve ends above its lowest point (0 when it ends at its minimum).
+
+    Paper B Fig. 1a: the test BPD's rise from its minimum to the end of training (overfitting).
+    """
+    array = np.asarray(values, dtype=np.float64)
+    if array.size == 0:
+        raise ValueError("rise_after_minimum needs a non-empty curve")
+    return float(array[-1] - array.min())
+
+
+def ordered(curves: Sequence, *, strict: bool = True) -> bool:
+    """Each curve lies below the next one at every point: curves[0] < curves[1] < ... (<= if not strict).
+
+    The curves are arrays of one shape (e.g. [C] seed means over checkpoints, or [C][M] per seed),
+    compared element by element, e.g. `ordered([optimal, self_consistent, amortized])` for paper B
+    Fig. 2's "amortized > self-consistent > optimal inference" in BPD.
+    """
+    arrays = [np.asarray(curve, dtype=np.float64) for curve in curves]
+    if len(arrays) < 2:
+        raise ValueError(f"ordered needs at least two curves to compare, got {len(arrays)}")
+    if any(array.shape != arrays[0].shape for array in arrays):
+        raise ValueError(f"ordered needs curves of one shape, got {[array.shape for array in arrays]}")
+    below = np.less if strict else np.less_equal
+    return bool(all(np.all(below(lower, upper)) for lower, upper in zip(arrays, arrays[1:])))
+
+
+def nearly_flat(rise: float, reference_rise: float, fraction: float) -> bool:
+    """A curve's rise is at most `fraction` of a reference curve's rise, which must be positive.
+
+    Paper B Fig. 1b: the optimal-inference curve stays nearly flat while the amortized one rises.
+    """
+    return bool(reference_rise > 0 and rise <= fraction * reference_rise)
+
+
+def dominates(value: float, other: float, factor: float) -> bool:
+    """`value` is positive and at least `factor` times `other`.
+
+    Paper B Fig. 1b: the inference generalization gap against the model's own overfitting.
+    """
+    return bool(value >= factor * other and value > 0)
+
+
+def reproduces_improvement(
+    baseline: float,
+    improved: float,
+    improvement: float,
+    improvement_sd: float,
+    reference_baseline: float,
+    reference_improved: float,
+    *,
+    comparable: bool,
+    absolute_tolerance: float,
+    relative_floor: float,
+    n_sds: float = 2.0,
+) -> bool:
+    """Does a measured improvement (lower is better, e.g. BPD) reproduce a reference one?
+
+    Always: the per-seed improvement's mean `improvement` exceeds `n_sds` seed sds (`beyond_noise`).
+    Comparable settings (the reference's own model and data): both values within `absolute_tolerance`
+    (a fraction) of the reference values. Other settings, where absolute values differ: the relative
+    improvement at least `relative_floor` times the reference's.
+    """
+    if not beyond_noise(improvement, improvement_sd, n_sds):
+        return False
+    if comparable:
+        return within_fraction(baseline, reference_baseline, absolute_tolerance) and within_fraction(
+            improved, reference_improved, absolute_tolerance
+        )
+    return bool(
+        relative_improvement(baseline, improved)
+        >= relative_floor * relative_improvement(reference_baseline, reference_improved)
+    )

@@ -3,8 +3,18 @@
 The experiment behind the three `zhang2022_*` notebooks, as pure functions of settings that return
 plain data (lists of floats, one value per seed). Everything expensive goes through
 `vaegen_utils.cache`, keyed by the full settings, so the three notebooks share one trained model set
-and a rerun takes seconds:
+and a rerun takes seconds.
 
+Named runs and figure settings (one definition per profile, `profiles.resolve`):
+- `base_run(profile, dataset, **overrides)`: the seed ensemble of paper B Sec. 2.2 with its
+  checkpoints (binary MNIST: Figs. 1a, 1b, 2a and the gap decomposition; greyscale MNIST: Fig. 2b).
+- `retrain_settings(profile, **overrides)`: the encoder retraining from each checkpoint with the
+  decoder frozen (eqs. 12 and 16), shared by Figs. 1b and 2 and the gap decomposition.
+- `fig1a_settings`, `fig1b_settings`, `fig2_settings`: everything one notebook computes (its named
+  runs and the sizes only that figure uses), so the work of a notebook can be listed without running
+  it. Overrides set to None keep the profile's value; unknown names are refused.
+
+The computations:
 1. `train_base(run)`: the VAE trained with amortized inference (paper B Sec. 2.2: MLP 500 units, z=10,
    Adam 1e-3, batch 100), all seeds at once as one stacked ensemble, with a checkpoint every
    `checkpoint_every` epochs and train/test BPD every `eval_every` epochs -> Fig. 1a
@@ -22,42 +32,43 @@ and a rerun takes seconds:
 5. `iwae_comparison(...)`: IWAE (K samples) next to the single-sample ELBO for the three encoders of
    one checkpoint. All three share the decoder, so their IWAE values estimate the same log p_theta(x).
 
-BPD everywhere is paper B's: the single-sample ELBO in bits per dimension (papers.md B.5),
-evaluated with `training.evaluate` (fixed evaluation noise, so the same weights always give the
-same number). Shapes: per-checkpoint results are lists over checkpoints of lists over seeds
-(`[C][M]`); `mean_sd` turns them into seed means and standard deviations.
+BPD everywhere is paper B's: the negative single-sample ELBO in bits per dimension (paper B
+footnote 3), evaluated with `training.evaluate` (fixed evaluation noise, so the same weights always
+give the same number). Shapes: per-checkpoint results are lists over checkpoints of lists over seeds
+(`[C][M]`); `claims.mean_sd` turns them into seed means and standard deviations.
 
-What is not here: plotting and claims (the notebooks), training loops (`training`), estimators
-(`estimators`). Nothing here changes how a model trains; the profiles only change sizes.
+What is not here: plotting (the notebooks), claim rules (`claims`), training loops (`training`),
+estimators (`estimators`). Nothing here changes how a model trains; the profiles only change sizes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
 
 from . import cache as vcache
-from . import data, estimators, models, training
-from .checks import check_int, check_number
+from . import data, estimators, models, profiles, training
+from .checks import check_choice, check_fields, check_int, check_number, check_sequence
 from .estimators import PerPointSettings
 from .seeding import make_generator
 
 # Salt of every key made here: bump it when a change below changes what a setting produces.
 CODE_VERSION = "zhang2022-1"
 
-# Paper B's two MNIST variants and their likelihoods (papers.md B.4): fixed-threshold binary MNIST
-# with a Bernoulli decoder, greyscale MNIST (k/255) with the seed-001 discretized logistic.
+# Paper B's two MNIST variants and their likelihoods (Secs. 2.2 and 3): binary MNIST with a Bernoulli
+# decoder (binarized at a fixed 0.5 threshold, as the official code's loader does), greyscale MNIST
+# (k/255) with a discretized logistic decoder.
 LIKELIHOOD_OF_DATASET = {"binary_mnist": "bernoulli", "mnist": "discretized_logistic"}
 MODES = ("optimal_inference", "self_consistent")
+TRAIN_SIZE = 60_000  # MNIST training split
 TEST_SIZE = 10_000  # MNIST test split
 NUM_DIMS = 28 * 28  # D of bits/dim for MNIST
-OFFICIAL_TEST_IMAGES = 1_000  # the official notebooks' compression numbers use the first 1000 test images (B.5)
-# papers.md B.6: BB-ANS compression lengths (bits/dim) of the official MNIST_Compression notebook, first
+OFFICIAL_TEST_IMAGES = 1_000  # the official compression notebooks encode the first 1000 test images
+# BB-ANS compression lengths (bits/dim) printed by the official repository's MNIST_Compression notebook, first
 # 1000 test images, MLP with 3 hidden layers of 500 (h_layer_num=2), z=10, 60k training images: the
 # epoch-100 model ("baseline") and the same model after reverse-half-asleep encoder training ("improved").
 OFFICIAL_NUMBERS = {
@@ -71,14 +82,12 @@ OFFICIAL_NUMBERS = {
 # --------------------------------------------------------------------------------------------
 
 
-
-
 @dataclass(frozen=True)
 class BaseRun:
     """The amortized-inference VAE of paper B Sec. 2.2, trained for several seeds with checkpoints.
 
     dataset           "binary_mnist" (Bernoulli; Figs. 1, 2a) or "mnist" (discretized logistic; Fig. 2b).
-    n_train           training images: a seeded subset (`subset_seed`) of the 60k, or None for all.
+    n_train           training images: a seeded subset (`subset_seed`) of the 60k, or None (or 60000) for all.
     n_test            the first n_test test images (the official notebooks use the first 1000).
     seeds             one ensemble member per seed: each seed sets a member's initialisation and
                       reparameterisation noise; the mini-batch order is shared (one stacked ensemble).
@@ -108,13 +117,13 @@ class BaseRun:
                 f"got {self.dataset!r}"
             )
         if self.n_train is not None:
-            check_int("n_train", self.n_train, minimum=1, maximum=60_000, hint="or None for the full training set")
+            check_int("n_train", self.n_train, minimum=1, maximum=TRAIN_SIZE, hint="or None for the full training set")
+            if self.n_train == TRAIN_SIZE:  # all images: one spelling, so both share one cache key
+                object.__setattr__(self, "n_train", None)
         check_int("n_test", self.n_test, minimum=1, maximum=TEST_SIZE)
-        seeds = tuple(self.seeds) if isinstance(self.seeds, (list, tuple)) else None
-        if not seeds:
-            raise ValueError(f"seeds must be a non-empty list of distinct ints >= 0, got {self.seeds!r}")
-        for seed in seeds:
-            check_int("seeds[...]", seed, minimum=0)
+        seeds = check_sequence(
+            "seeds", self.seeds, lambda name, seed: check_int(name, seed, minimum=0), example="seeds=[0, 1, 2]"
+        )
         if len(set(seeds)) != len(seeds):
             raise ValueError(f"seeds must be distinct (each is one ensemble member), got {list(seeds)}")
         object.__setattr__(self, "seeds", seeds)
@@ -153,13 +162,13 @@ class BaseRun:
             member_seeds=list(self.seeds),
             checkpoint_epochs=self.checkpoint_epochs(),
             eval_epochs=self.eval_epochs(),
-            num_eval_samples=1,  # paper B's BPD: the single-sample ELBO (B.5)
+            num_eval_samples=1,  # paper B's BPD (footnote 3): the single-sample ELBO, as the official `Eval`
         )
 
     def data_spec(self) -> dict:
         return {
             "dataset": self.dataset,
-            "binarization": "fixed" if self.dataset == "binary_mnist" else None,  # B.4: threshold 0.5
+            "binarization": "fixed" if self.dataset == "binary_mnist" else None,  # threshold 0.5, as the official loader
             "n_train": self.n_train,
             "subset_seed": self.subset_seed,
             "test": f"first {self.n_test} test images",
@@ -194,17 +203,242 @@ class RetrainSettings:
         if self.eval_every is not None:
             check_int("eval_every", self.eval_every, minimum=1, maximum=self.epochs)
 
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
 
-def check_alpha(alpha: Any) -> float:
+
+def check_alpha(alpha: Any, name: str = "alpha") -> float:
     """alpha of eq. 16 = the fraction of model samples in the encoder's training mixture, in [0, 1]."""
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha):
-        raise ValueError(f"alpha must be a number in [0, 1] (paper B eq. 16; 0.5 in the paper), got {alpha!r}")
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(
-            f"alpha is the fraction of model samples in m(x) = alpha p_theta(x) + (1 - alpha) p_data(x) and must "
-            f"be in [0, 1], got {alpha}"
-        )
-    return float(alpha)
+    return check_number(
+        name, alpha, minimum=0.0, maximum=1.0,
+        hint="the fraction of model samples in m(x) = alpha p_theta(x) + (1 - alpha) p_data(x) (paper B eq. 16; 0.5 in the paper)",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Named runs per profile: one definition each (the notebooks and the gap decomposition call these)
+# --------------------------------------------------------------------------------------------
+
+# Settings no profile changes: paper B Sec. 2.2 (2 hidden layers of 500, Adam 1e-3) and the official
+# code's batch of 100; subset_seed picks the training images whenever n_train is below 60k.
+_BASE_FIXED = {"subset_seed": 0, "num_hidden_layers": 2, "batch_size": 100, "learning_rate": 1e-3}
+
+# The base run of paper B Sec. 2.2 per profile (binary MNIST, Figs. 1a, 1b, 2a). Paper: 60k images,
+# 1000 epochs, a checkpoint every 100 (Sec. 2.2). cpu: a seeded subset of 1000 images overfits after
+# ~60 epochs instead of hundreds, so 160 epochs show the whole rise of the test BPD (measured: lowest
+# near epoch 60-70), with a checkpoint every 20. eval_every sets the resolution of Fig. 1a's curves;
+# n_test counts the first test images (the official compression notebooks use the first 1000).
+_BINARY_BASE = {
+    "smoke": {"n_train": 100, "n_test": 50, "seeds": (0, 1), "epochs": 2, "checkpoint_every": 1, "eval_every": 1},
+    "cpu": {"n_train": 1000, "n_test": 1000, "seeds": (0, 1, 2), "epochs": 160, "checkpoint_every": 20, "eval_every": 10},
+    "paper": {"n_train": None, "n_test": 10_000, "seeds": (0, 1, 2), "epochs": 1000, "checkpoint_every": 100,
+              "eval_every": 10},
+}
+# Greyscale MNIST (Fig. 2b) is the same run with the discretized logistic decoder (Sec. 3), except that
+# it overfits sooner (cpu: test BPD lowest near epoch 40, measured), so its cpu run is 100 epochs.
+_GREY_CHANGES = {"smoke": {}, "cpu": {"epochs": 100}, "paper": {}}
+BASE_RUN_PROFILES = {
+    "binary_mnist": {profile: {**sizes, **_BASE_FIXED} for profile, sizes in _BINARY_BASE.items()},
+    "mnist": {profile: {**sizes, **_BASE_FIXED, **_GREY_CHANGES[profile]} for profile, sizes in _BINARY_BASE.items()},
+}
+
+# Encoder retraining from each checkpoint, decoder frozen (eqs. 12 and 16), per profile. Paper: the
+# official code's additional_epochs = 100 with its lr (1e-3 on MNIST) and batch 100. cpu: 20 epochs on
+# 1000 images (200 Adam steps), within ~0.002 bpd of 50 epochs (measured). eval_every: test BPD every k
+# retraining epochs (the convergence curve).
+_RETRAIN_FIXED = {"batch_size": 100, "learning_rate": 1e-3, "seed": 0}
+RETRAIN_PROFILES = {
+    "smoke": {"epochs": 1, "eval_every": 1, **_RETRAIN_FIXED},
+    "cpu": {"epochs": 20, "eval_every": 5, **_RETRAIN_FIXED},
+    "paper": {"epochs": 100, "eval_every": 10, **_RETRAIN_FIXED},
+}
+
+
+def base_run(profile: str, dataset: str = "binary_mnist", **overrides: Any) -> BaseRun:
+    """The base run of `dataset` for `profile`; overrides (any `BaseRun` field but dataset) set to None keep
+    the profile's value.
+
+    Every notebook that needs the binary-MNIST checkpoints calls this, so they share one cache entry:
+    `base_run("cpu")` is Figs. 1a/1b/2a's model, `base_run("cpu", "mnist")` Fig. 2b's.
+    """
+    dataset = check_choice("dataset", dataset, tuple(BASE_RUN_PROFILES), hint="paper B's binary and greyscale MNIST")
+    return BaseRun(dataset=dataset, **profiles.resolve(profile, BASE_RUN_PROFILES[dataset], **overrides))
+
+
+def retrain_settings(profile: str, **overrides: Any) -> RetrainSettings:
+    """The encoder retraining of Figs. 1b and 2 for `profile` (fields of `RetrainSettings`; None keeps the profile's)."""
+    return RetrainSettings(**profiles.resolve(profile, RETRAIN_PROFILES, **overrides))
+
+
+def _route(owner: str, overrides: dict, groups: dict[str, Sequence[str]]) -> dict[str, dict]:
+    """Split a figure's overrides by prefix: {"retrain_": ["epochs", ...]} sends retrain_epochs to "retrain_".
+
+    Unknown names are refused here, listing every name the figure accepts (with the closest match).
+    """
+    valid = {prefix + name: (prefix, name) for prefix, names in groups.items() for name in names}
+    check_fields(owner, overrides, valid)
+    routed: dict[str, dict] = {prefix: {} for prefix in groups}
+    for full_name, value in overrides.items():
+        prefix, name = valid[full_name]
+        routed[prefix][name] = value
+    return routed
+
+
+_BASE_FIELDS = tuple(field.name for field in dataclasses.fields(BaseRun) if field.name != "dataset")
+_RETRAIN_FIELDS = tuple(RETRAIN_PROFILES["cpu"])
+
+
+# --------------------------------------------------------------------------------------------
+# Figure settings: everything one notebook computes, listed without running it
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fig1aSettings:
+    """Fig. 1a: the binary-MNIST base run, its learning curves and checkpoints."""
+
+    run: BaseRun
+
+    def named_runs(self) -> dict[str, BaseRun]:
+        return {"binary_mnist": self.run}
+
+    def to_dict(self) -> dict:
+        return {"run": self.run.to_dict()}
+
+
+def fig1a_settings(profile: str, **overrides: Any) -> Fig1aSettings:
+    """Fig. 1a's settings; overrides are `BaseRun` fields (None: the profile's value)."""
+    return Fig1aSettings(run=base_run(profile, "binary_mnist", **overrides))
+
+
+# The per-point optimal posterior q*(z|x) of Fig. 1b's right panel (amortization gap, Cremer et al. 2018)
+# on the first n_points test images: Adam from the encoder's output with paper B's compression-code step
+# size for MNIST (5e-3), 5 samples per step, the plateau rule over windows of 50 steps (patience 2),
+# capped at max_steps (cpu: 1000; 300 steps left q* ~0.003 bpd short of a 2000-step fit, measured);
+# eval_samples for the ELBOs of the subset panel.
+_PER_POINT_FIXED = {"num_samples": 5, "learning_rate": 5e-3, "check_every": 50, "patience": 2, "seed": 0}
+FIG1B_PER_POINT_PROFILES = {
+    "smoke": {"n_points": 8, "max_steps": 10, "eval_samples": 10, **_PER_POINT_FIXED},
+    "cpu": {"n_points": 32, "max_steps": 1000, "eval_samples": 200, **_PER_POINT_FIXED},
+    "paper": {"n_points": 1000, "max_steps": 5000, "eval_samples": 1000, **_PER_POINT_FIXED},
+}
+
+
+@dataclass(frozen=True)
+class Fig1bSettings:
+    """Fig. 1b: the base run, optimal inference at every checkpoint (eq. 12), per-point q* on a subset."""
+
+    run: BaseRun
+    retrain: RetrainSettings
+    per_point: PerPointSettings
+
+    def __post_init__(self) -> None:
+        if self.per_point.n_points > self.run.n_test:
+            raise ValueError(
+                f"per_point n_points={self.per_point.n_points} exceeds the run's n_test={self.run.n_test}; "
+                f"lower per_point_n_points or raise n_test"
+            )
+
+    def named_runs(self) -> dict[str, BaseRun]:
+        return {"binary_mnist": self.run}
+
+    def to_dict(self) -> dict:
+        return {"run": self.run.to_dict(), "retrain": self.retrain.to_dict(),
+                "per_point": dataclasses.asdict(self.per_point)}
+
+
+def fig1b_settings(profile: str, **overrides: Any) -> Fig1bSettings:
+    """Fig. 1b's settings. Overrides (None: the profile's value): `BaseRun` fields (n_train, epochs, seeds, ...),
+    `retrain_<field>` (retrain_epochs, ...) and `per_point_<field>` of `PerPointSettings` (per_point_n_points,
+    per_point_max_steps, per_point_eval_samples, ...)."""
+    routed = _route("fig1b_settings", overrides,
+                    {"": _BASE_FIELDS, "retrain_": _RETRAIN_FIELDS, "per_point_": tuple(FIG1B_PER_POINT_PROFILES["cpu"])})
+    return Fig1bSettings(
+        run=base_run(profile, "binary_mnist", **routed[""]),
+        retrain=retrain_settings(profile, **routed["retrain_"]),
+        per_point=PerPointSettings(**profiles.resolve(profile, FIG1B_PER_POINT_PROFILES, **routed["per_point_"])),
+    )
+
+
+# Fig. 2's own sizes. alpha: eq. 16's mixture weight (0.5 "works well in practice", Sec. 3); alphas:
+# the sweep at the last binary checkpoint (beyond the paper; 0 = training data only, the standard
+# approach, 1 = model samples only, eq. 15). IWAE with K = iwae_samples (Burda et al. 2016) on the first
+# iwae_images test images (cpu: K = 1000 decoder passes per image and encoder). compare_epoch: the
+# checkpoint compared with the official compression numbers, "best" = the lowest amortized test BPD
+# (the model one would keep); paper: epoch 100, the official notebooks' baseline. samples_shown: model
+# samples per data set in the figure.
+_FIG2_FIXED = {"alpha": 0.5, "alphas": (0.0, 0.25, 0.5, 0.75, 1.0), "samples_shown": 16}
+FIG2_PROFILES = {
+    "smoke": {"iwae_samples": 20, "iwae_images": 8, "compare_epoch": "best", **_FIG2_FIXED},
+    "cpu": {"iwae_samples": 1000, "iwae_images": 100, "compare_epoch": "best", **_FIG2_FIXED},
+    "paper": {"iwae_samples": 1000, "iwae_images": 1000, "compare_epoch": 100, **_FIG2_FIXED},
+}
+SWEEP_ALPHAS_COMPARED = (0.0, 0.5, 1.0)  # the alpha-sweep claims compare these three
+
+
+@dataclass(frozen=True)
+class Fig2Settings:
+    """Fig. 2: binary and greyscale base runs, optimal inference and self-consistent training at every
+    checkpoint, the alpha sweep, IWAE next to the ELBO, the comparison with the official numbers."""
+
+    binary: BaseRun
+    grey: BaseRun
+    retrain: RetrainSettings
+    alpha: float
+    alphas: tuple[float, ...]
+    iwae_samples: int
+    iwae_images: int
+    compare_epoch: int | str
+    samples_shown: int
+
+    def __post_init__(self) -> None:
+        if self.binary.dataset != "binary_mnist" or self.grey.dataset != "mnist":
+            raise ValueError("Fig2Settings needs a binary_mnist run as `binary` and an mnist run as `grey`")
+        object.__setattr__(self, "alpha", check_alpha(self.alpha))
+        alphas = check_sequence("alphas", self.alphas, lambda name, alpha: check_alpha(alpha, name), example="alphas=[0, 0.25, 0.5, 0.75, 1]")
+        missing = [alpha for alpha in SWEEP_ALPHAS_COMPARED if alpha not in alphas]
+        if missing:
+            raise ValueError(f"alphas must include {list(SWEEP_ALPHAS_COMPARED)} (the sweep's claims compare them); "
+                             f"missing {missing} in {list(alphas)}")
+        object.__setattr__(self, "alphas", alphas)
+        check_int("iwae_samples", self.iwae_samples, minimum=1)
+        smallest_test = min(self.binary.n_test, self.grey.n_test)
+        check_int("iwae_images", self.iwae_images, minimum=1, maximum=smallest_test, hint="at most the runs' n_test")
+        if self.compare_epoch != "best":
+            shared = sorted(set(self.binary.checkpoint_epochs()) & set(self.grey.checkpoint_epochs()))
+            check_choice("compare_epoch", self.compare_epoch, ["best", *shared],
+                         hint="'best' (lowest amortized test BPD) or a checkpoint epoch of both runs")
+        check_int("samples_shown", self.samples_shown, minimum=1)
+
+    def named_runs(self) -> dict[str, BaseRun]:
+        return {"binary_mnist": self.binary, "mnist": self.grey}
+
+    def to_dict(self) -> dict:
+        return {
+            "runs": {dataset: run.to_dict() for dataset, run in self.named_runs().items()},
+            "retrain": self.retrain.to_dict(),
+            **{name: getattr(self, name) for name in ("alpha", "iwae_samples", "iwae_images", "compare_epoch",
+                                                      "samples_shown")},
+            "alphas": list(self.alphas),
+        }
+
+
+def fig2_settings(profile: str, **overrides: Any) -> Fig2Settings:
+    """Fig. 2's settings. Overrides (None: the profile's value): `BaseRun` fields apply to both models
+    (n_train, seeds, epochs, ...), `grey_<field>` to the greyscale model alone and wins over the plain one
+    (grey_epochs, ...); `retrain_<field>`; the figure's own alpha, alphas, iwae_samples, iwae_images,
+    compare_epoch, samples_shown."""
+    routed = _route("fig2_settings", overrides,
+                    {"": _BASE_FIELDS + tuple(FIG2_PROFILES["cpu"]), "grey_": _BASE_FIELDS, "retrain_": _RETRAIN_FIELDS})
+    shared = {name: value for name, value in routed[""].items() if name in _BASE_FIELDS}
+    own = {name: value for name, value in routed[""].items() if name not in _BASE_FIELDS}
+    grey = {**shared, **{name: value for name, value in routed["grey_"].items() if value is not None}}
+    return Fig2Settings(
+        binary=base_run(profile, "binary_mnist", **shared),
+        grey=base_run(profile, "mnist", **grey),
+        retrain=retrain_settings(profile, **routed["retrain_"]),
+        **profiles.resolve(profile, FIG2_PROFILES, **own),
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -460,9 +694,7 @@ def alpha_sweep(
     alpha = 0 continues training the encoder on the training data alone (the official `Wake`), alpha = 1
     on model samples alone (`ReverseSleep`). Returns {"epoch", "alphas": [A], "test_bpd": [A][M]}.
     """
-    alphas = [check_alpha(alpha) for alpha in alphas]
-    if not alphas:
-        raise ValueError("alphas is empty; give the mixture weights to sweep, e.g. [0, 0.25, 0.5, 0.75, 1]")
+    alphas = list(check_sequence("alphas", alphas, lambda name, alpha: check_alpha(alpha, name), example="alphas=[0, 0.25, 0.5, 0.75, 1]"))
     epoch = run.checkpoint_epochs()[-1] if epoch is None else epoch
     summaries = [
         retrain_at_checkpoint(run, epoch, retrain, mode="self_consistent", alpha=alpha, cache=cache) for alpha in alphas
@@ -651,7 +883,3 @@ def model_samples(
 
     return cache.cached_result("samples", key, compute, folder=f"zhang2022-samples-{run.dataset}-e{epoch}")
 
-
-# --------------------------------------------------------------------------------------------
-# Summaries for claims and plots
-# --------------------------------------------------------------------------------------------
