@@ -56,74 +56,46 @@
 from vaegen_utils.profiles import current_profile
 
 PROFILE = current_profile()  # smoke | cpu | paper: env VAEGEN_PROFILE (default cpu) or papermill -p PROFILE
-SEED = 0  # seeds the NN-distance subsamples (the DM samples have their own seed, BANK_SEED)
-DATASETS = ["binary_mnist", "fashion_mnist"]  # paper A's MNIST-type data sets (Table 3)
-EARLY_DATASET = "binary_mnist"  # the data set whose early DM checkpoint is compared with the final one
-RETRAIN = None  # None: as RETRAIN_BY_PROFILE says; True: train the DMs here; False: load the shipped ones
-RETRAIN_BY_PROFILE = {"smoke": False, "cpu": False, "paper": True}  # cpu: load checkpoints/xiao2024/ (~1 h per model to retrain)
-SUBSET_SEED = 0  # which training images form the subset (the VAE notebooks use the same)
-N_TRAIN_BY_PROFILE = {"smoke": 1000, "cpu": 1000, "paper": None}  # DM training images, the same as the VAE ones; None: all 60,000
-DM_STEPS_BY_PROFILE = {"smoke": 3000, "cpu": 3000, "paper": 50_000}  # DM training steps (batch 128); shipped: 3000
-EARLY_STEPS_BY_PROFILE = {"smoke": 750, "cpu": 750, "paper": 12_500}  # the early checkpoint (1/4 of the run)
-# Sample-bank settings: the xiao2024 VAE notebooks must use the same ones to read the same bank.
-BANK_SAMPLER_BY_PROFILE = {"smoke": "ddim", "cpu": "ddim", "paper": "heun"}  # DDIM: deterministic, trailing timesteps; paper A: EDM's Heun sampler
-BANK_STEPS_BY_PROFILE = {"smoke": 2, "cpu": 20, "paper": 18}  # sampler steps (paper A: 18 Heun steps = 35 network evaluations)
-BANK_SEED = 0  # image i starts from its own noise, seeded by derive_seed(BANK_SEED, "diffusion-sample", i)
-BANK_PRECISION = "bfloat16"  # UNet under bf16 autocast while sampling (2-3x faster on CPU)
-N_SAMPLES_BY_PROFILE = {"smoke": 16, "cpu": 2000, "paper": 10_000}  # samples per DM checked here (the banks' first images)
-N_TEST_BY_PROFILE = {"smoke": 200, "cpu": 10_000, "paper": 10_000}  # real test images for the NN distances
-CHECK_STEPS_BY_PROFILE = {"smoke": 4, "cpu": 50, "paper": 50}  # sampler check: BANK_STEPS vs this many steps, same seeds
-N_CHECK_BY_PROFILE = {"smoke": 8, "cpu": 250, "paper": 1000}  # images in the sampler check
+RETRAIN = None  # True: train the DMs here (~1 h per model); False: load checkpoints/xiao2024/; None: the profile's (paper: True)
+N_SAMPLES = None  # samples per DM checked here (the banks' first images); None: the profile's
+SEED = 0  # seeds the NN-distance subsamples (the DM samples have the bank's own seed)
 NOT_COPY_RATIO = 0.5  # claim: median sample-to-train NN distance of plausible samples at least this times that of test images
 NEAR_COPY_MAX = 0.05  # claim: at most this fraction of samples nearer to train than the test images' 1st percentile
 
 # %% [markdown]
 # ## Setup
+#
+# `synthetic.dm_notebook_settings` holds what this notebook trains, samples and checks per profile;
+# its bank is `synthetic.bank_settings(PROFILE)`, the one the xiao2024 VAE notebooks read.
 
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from vaegen_utils import data, diffusion, synthetic
-from vaegen_utils.figures import sample_grid, savefig, use_style
-from vaegen_utils.profiles import by_profile
-from vaegen_utils.results import Claim, Stopwatch, write_results
-from vaegen_utils.seeding import set_seed
+from vaegen_utils import data, diffusion, notebook, synthetic
+from vaegen_utils.claims import not_copies
+from vaegen_utils.figures import sample_grid
+from vaegen_utils.results import Claim
 
-stopwatch = Stopwatch()
-set_seed(SEED)
-use_style()
-
-# Sizes are resolved here, not in the parameters cell: papermill injects `-p PROFILE ...` after it.
-RETRAIN_DM = by_profile(PROFILE, RETRAIN_BY_PROFILE) if RETRAIN is None else bool(RETRAIN)
-N_TRAIN = by_profile(PROFILE, N_TRAIN_BY_PROFILE)
-DM_STEPS = by_profile(PROFILE, DM_STEPS_BY_PROFILE)
-EARLY_STEPS = by_profile(PROFILE, EARLY_STEPS_BY_PROFILE)
-BANK_SAMPLER = by_profile(PROFILE, BANK_SAMPLER_BY_PROFILE)
-BANK_STEPS = by_profile(PROFILE, BANK_STEPS_BY_PROFILE)
-N_SAMPLES = by_profile(PROFILE, N_SAMPLES_BY_PROFILE)
-N_TEST = by_profile(PROFILE, N_TEST_BY_PROFILE)
-CHECK_STEPS = by_profile(PROFILE, CHECK_STEPS_BY_PROFILE)
-N_CHECK = min(by_profile(PROFILE, N_CHECK_BY_PROFILE), N_SAMPLES)
-BANK = dict(sampler=BANK_SAMPLER, steps=BANK_STEPS, seed=BANK_SEED, precision=BANK_PRECISION)
-KEYS = [(dataset, "final") for dataset in DATASETS] + [(EARLY_DATASET, "early")]
-STEPS = {"final": DM_STEPS, "early": EARLY_STEPS}
-print(f"profile {PROFILE}: {'retrain' if RETRAIN_DM else 'load the shipped'} DMs; n_train={N_TRAIN}; "
-      f"bank {BANK}; {N_SAMPLES} samples per DM checked")
+S = synthetic.dm_notebook_settings(PROFILE, retrain=RETRAIN, n_samples=N_SAMPLES, seed=SEED)
+run = notebook.start("vaegen_xiao2024_diffusion_model", PROFILE, seed=S.seed)
+BANK = S.bank.sample_options()  # sampler, steps, seed, precision of the shared bank
+print(f"profile {PROFILE}: {'retrain' if S.retrain else 'load the shipped'} DMs; n_train={S.n_train}; "
+      f"bank {BANK}; {S.n_samples} samples per DM checked")
 
 # %% [markdown]
 # ## The diffusion models: shipped checkpoints (or retrained here)
 
 # %%
 models, records = {}, {}
-for dataset, stage in KEYS:
-    steps = STEPS[stage] if RETRAIN_DM else None
+for dataset, stage in S.models():
+    steps = S.training_steps(stage) if S.retrain else None
     models[dataset, stage] = synthetic.diffusion_model(
-        dataset, stage=stage, retrain=RETRAIN_DM, steps=steps, n_train=N_TRAIN, subset_seed=SUBSET_SEED, progress=False
+        dataset, stage=stage, retrain=S.retrain, steps=steps, n_train=S.n_train, subset_seed=S.subset_seed, progress=False
     )
-    if RETRAIN_DM:
-        run_dir = synthetic.default_run_dir(dataset, N_TRAIN, SUBSET_SEED)
+    if S.retrain:
+        run_dir = synthetic.default_run_dir(dataset, S.n_train, S.subset_seed)
         records[dataset, stage] = {"source": str(run_dir), "step": steps,
                                    "weights_sha256": diffusion.weights_sha256(models[dataset, stage]),
                                    "loss_curve": synthetic.loss_curve(dataset, run_dir=run_dir, step=steps)}
@@ -136,26 +108,26 @@ for (dataset, stage), record in records.items():
     trained = f", trained in {record['train_seconds'] / 60:.0f} min" if "train_seconds" in record else ""
     print(f"{dataset:>14} {stage:>5}: step {record['step']}, weights {record['weights_sha256'][:12]}, "
           f"from {record['source']}{trained}")
-if not RETRAIN_DM:
+if not S.retrain:
     print("\nreproduce the shipped final BinaryMNIST DM with:\n" + synthetic.provenance("binary_mnist")["python_call"])
 
 # %% [markdown]
 # ## Sample banks and the memorization / quality report
 #
-# The first `N_SAMPLES` images of each bank (generated once, then read from the cache; the VAE
+# The first `S.n_samples` images of each bank (generated once, then read from the cache; the VAE
 # notebooks extend the same banks). BinaryMNIST samples are binarized with the training data's
 # threshold (level ≥ 128), which is what the VAE sees.
 
 # %%
-train_sets = {dataset: synthetic.training_images(dataset, N_TRAIN, SUBSET_SEED) for dataset in DATASETS}
-test_sets = {dataset: data.load_dataset(dataset, "test").images[:N_TEST] for dataset in DATASETS}
+train_sets = {dataset: synthetic.training_images(dataset, S.n_train, S.subset_seed) for dataset in S.datasets}
+test_sets = {dataset: data.load_dataset(dataset, "test").images[:S.n_test] for dataset in S.datasets}
 banks, samples, reports = {}, {}, {}
-for dataset, stage in KEYS:
-    model = models[dataset, stage] if RETRAIN_DM else None  # None: the shipped model (recorded in the bank's source.json)
-    banks[dataset, stage] = synthetic.sample_bank(dataset, N_SAMPLES, stage=stage, model=model, **BANK, progress=False)
-    samples[dataset, stage] = banks[dataset, stage].images(0, N_SAMPLES, binarize=dataset == "binary_mnist")
+for dataset, stage in S.models():
+    model = models[dataset, stage] if S.retrain else None  # None: the shipped model (recorded in the bank's source.json)
+    banks[dataset, stage] = synthetic.sample_bank(dataset, S.n_samples, stage=stage, model=model, **BANK, progress=False)
+    samples[dataset, stage] = banks[dataset, stage].images(0, S.n_samples, binarize=dataset == "binary_mnist")
     reports[dataset, stage] = synthetic.quality_report(
-        samples[dataset, stage], train_sets[dataset], test_sets[dataset], max_queries=N_SAMPLES, seed=SEED
+        samples[dataset, stage], train_sets[dataset], test_sets[dataset], max_queries=S.n_samples, seed=S.seed
     )
 
 print("medians of nearest-neighbour L2 distances; 'plausible': samples whose ink is inside the training images' 1-99% range")
@@ -172,16 +144,16 @@ for key, bank in banks.items():
 # ## Figure: training images, DM samples and nearest-training-neighbour distances
 
 # %%
-n_grid = min(64, N_SAMPLES)
-fig, axes = plt.subplots(len(DATASETS), 3, figsize=(10, 3.4 * len(DATASETS)), gridspec_kw={"width_ratios": [1, 1, 1.3]},
+n_grid = min(64, S.n_samples)
+fig, axes = plt.subplots(len(S.datasets), 3, figsize=(10, 3.4 * len(S.datasets)), gridspec_kw={"width_ratios": [1, 1, 1.3]},
                          layout="constrained")
 axes = np.atleast_2d(axes)
-for row, dataset in enumerate(DATASETS):
+for row, dataset in enumerate(S.datasets):
     report = reports[dataset, "final"]
     axes[row, 0].imshow(sample_grid(train_sets[dataset][:n_grid], 8), cmap="gray", vmin=0, vmax=1)
     axes[row, 0].set_title(f"{dataset}: training images", loc="left")
     axes[row, 1].imshow(sample_grid(samples[dataset, "final"][:n_grid], 8), cmap="gray", vmin=0, vmax=1)
-    axes[row, 1].set_title(f"DM samples (step {records[dataset, 'final']['step']}, DDIM-{BANK_STEPS})", loc="left")
+    axes[row, 1].set_title(f"DM samples (step {records[dataset, 'final']['step']}, DDIM-{S.bank.steps})", loc="left")
     for ax in axes[row, :2]:
         ax.axis("off")
     ax = axes[row, 2]
@@ -194,7 +166,7 @@ for row, dataset in enumerate(DATASETS):
     ax.set_ylabel("density")
     ax.set_title("memorization check", loc="left")
     ax.legend(loc="upper left")
-savefig(fig, "vaegen_xiao2024_diffusion_model", profile=PROFILE)
+run.savefig(fig)
 plt.show()
 
 # %% [markdown]
@@ -206,11 +178,11 @@ plt.show()
 # top and bottom 3 rows (black in every training image).
 
 # %%
-early, final = reports[EARLY_DATASET, "early"], reports[EARLY_DATASET, "final"]
-noise_mean = diffusion.initial_noise(models[EARLY_DATASET, "final"].config, BANK_SEED, 0, N_SAMPLES).flatten(1).mean(1)
+early, final = reports[S.early_dataset, "early"], reports[S.early_dataset, "final"]
+noise_mean = diffusion.initial_noise(models[S.early_dataset, "final"].config, S.bank.seed, 0, S.n_samples).flatten(1).mean(1)
 background = {}
 for stage in ["early", "final"]:
-    grey = banks[EARLY_DATASET, stage].images(0, N_SAMPLES)  # grey levels, before binarization
+    grey = banks[S.early_dataset, stage].images(0, S.n_samples)  # grey levels, before binarization
     border = torch.cat([grey[..., :3, :].flatten(1), grey[..., -3:, :].flatten(1)], dim=1).mean(1)
     background[stage] = {"grey_background_fraction": float((border > 0.2).double().mean()),
                          "noise_mean_border_correlation": float(torch.corrcoef(torch.stack([noise_mean, border]))[0, 1])}
@@ -219,8 +191,8 @@ for stage in ["early", "final"]:
           f"starting noise's mean: {background[stage]['noise_mean_border_correlation']:.2f}")
 fig, axes = plt.subplots(1, 4, figsize=(14, 3.6), gridspec_kw={"width_ratios": [1, 1, 1.2, 1.2]}, layout="constrained")
 for ax, stage in zip(axes[:2], ["early", "final"]):
-    ax.imshow(sample_grid(samples[EARLY_DATASET, stage][:n_grid], 8), cmap="gray", vmin=0, vmax=1)
-    ax.set_title(f"{stage} DM (step {records[EARLY_DATASET, stage]['step']})", loc="left")
+    ax.imshow(sample_grid(samples[S.early_dataset, stage][:n_grid], 8), cmap="gray", vmin=0, vmax=1)
+    ax.set_title(f"{stage} DM (step {records[S.early_dataset, stage]['step']})", loc="left")
     ax.axis("off")
 ax = axes[2]
 distances = {"early DM samples": early["sample_test_distances"], "final DM samples": final["sample_test_distances"],
@@ -234,49 +206,49 @@ ax.set_ylabel("density")
 ax.set_title("closeness to unseen data", loc="left")
 ax.legend(loc="upper left", fontsize=7)
 ax = axes[3]
-for dataset, color in zip(DATASETS, ["tab:blue", "tab:green"]):
+for dataset, color in zip(S.datasets, ["tab:blue", "tab:green"]):
     curve = records[dataset, "final"]["loss_curve"]
     if curve and curve["step"]:
         ax.plot(curve["step"], curve["mean_loss"], color=color, label=dataset)
 for stage, style in [("early", ":"), ("final", "--")]:
-    ax.axvline(records[EARLY_DATASET, stage]["step"], color="black", linestyle=style, linewidth=0.8)
+    ax.axvline(records[S.early_dataset, stage]["step"], color="black", linestyle=style, linewidth=0.8)
 ax.set_yscale("log")
 ax.set_xlabel("DM training step")
 ax.set_ylabel("noise-prediction MSE (50-step means)")
 ax.set_title("DM training loss (lines: early, final)", loc="left")
 ax.legend(loc="upper right")
-savefig(fig, "vaegen_xiao2024_diffusion_early_vs_final", profile=PROFILE)
+run.savefig(fig, "vaegen_xiao2024_diffusion_early_vs_final")
 plt.show()
 
 # %% [markdown]
-# ## Sampler check: DDIM with `BANK_STEPS` vs `CHECK_STEPS` steps on the same seeds
+# ## Sampler check: DDIM with the bank's steps vs `check_steps` steps on the same seeds
 #
 # Sampling cost is proportional to the number of steps. The cpu bank uses 20 DDIM steps; this
 # compares its first images with the same seeds sampled with more steps (a small cached bank).
 
 # %%
 check = {}
-for dataset in DATASETS:
-    more = synthetic.sample_bank(dataset, N_CHECK, **{**BANK, "steps": CHECK_STEPS}, model=models[dataset, "final"] if RETRAIN_DM else None)
+for dataset in S.datasets:
+    more = synthetic.sample_bank(dataset, S.n_check, **{**BANK, "steps": S.check_steps}, model=models[dataset, "final"] if S.retrain else None)
     binary = dataset == "binary_mnist"
-    few_images = banks[dataset, "final"].images(0, N_CHECK, binarize=binary)
-    more_images = more.images(0, N_CHECK, binarize=binary)
-    few_report = synthetic.quality_report(few_images, train_sets[dataset], test_sets[dataset], max_queries=N_CHECK, seed=SEED)
-    more_report = synthetic.quality_report(more_images, train_sets[dataset], test_sets[dataset], max_queries=N_CHECK, seed=SEED)
-    paired = (banks[dataset, "final"].images(0, N_CHECK) - more.images(0, N_CHECK)).flatten(1).norm(dim=1)
+    few_images = banks[dataset, "final"].images(0, S.n_check, binarize=binary)
+    more_images = more.images(0, S.n_check, binarize=binary)
+    few_report = synthetic.quality_report(few_images, train_sets[dataset], test_sets[dataset], max_queries=S.n_check, seed=S.seed)
+    more_report = synthetic.quality_report(more_images, train_sets[dataset], test_sets[dataset], max_queries=S.n_check, seed=S.seed)
+    paired = (banks[dataset, "final"].images(0, S.n_check) - more.images(0, S.n_check)).flatten(1).norm(dim=1)
     speed = {}
-    for steps, bank in [(BANK_STEPS, banks[dataset, "final"]), (CHECK_STEPS, more)]:
+    for steps, bank in [(S.bank.steps, banks[dataset, "final"]), (S.check_steps, more)]:
         first = bank.manifest["chunks"][0]
         speed[steps] = first["count"] / bank.manifest["seconds_per_chunk"][0] if bank.manifest["seconds_per_chunk"] else None
     check[dataset] = {
-        "steps": [BANK_STEPS, CHECK_STEPS],
+        "steps": [S.bank.steps, S.check_steps],
         "sample_test_median": [few_report["sample_test_median"], more_report["sample_test_median"]],
         "sample_train_median": [few_report["sample_median"], more_report["sample_median"]],
         "plausible_fraction": [few_report["plausible_fraction"], more_report["plausible_fraction"]],
         "paired_l2_median": float(paired.double().median()),
-        "images_per_s_when_generated": [speed[BANK_STEPS], speed[CHECK_STEPS]],
+        "images_per_s_when_generated": [speed[S.bank.steps], speed[S.check_steps]],
     }
-    print(f"{dataset}: DDIM-{BANK_STEPS} vs DDIM-{CHECK_STEPS}: NN to test {check[dataset]['sample_test_median'][0]:.2f} vs "
+    print(f"{dataset}: DDIM-{S.bank.steps} vs DDIM-{S.check_steps}: NN to test {check[dataset]['sample_test_median'][0]:.2f} vs "
           f"{check[dataset]['sample_test_median'][1]:.2f}, NN to train {check[dataset]['sample_train_median'][0]:.2f} vs "
           f"{check[dataset]['sample_train_median'][1]:.2f}, plausible ink {check[dataset]['plausible_fraction'][0]:.3f} vs "
           f"{check[dataset]['plausible_fraction'][1]:.3f}; same-seed images differ by L2 {check[dataset]['paired_l2_median']:.2f} (median)")
@@ -286,22 +258,23 @@ for dataset in DATASETS:
 
 # %%
 claims = []
-for dataset in DATASETS:
+for dataset in S.datasets:
     report = reports[dataset, "final"]
-    ratio = report["plausible_sample_median"] / report["test_median"]  # plausible samples only (see quality_report)
+    copies = not_copies(report["plausible_sample_median"], report["test_median"], report["near_copy_fraction"],
+                        min_ratio=NOT_COPY_RATIO, max_near_copies=NEAR_COPY_MAX)  # plausible samples only (see quality_report)
     claims.append(Claim(
         id=f"samples_not_copies_{dataset}",
         paper="xiao2024",
         figure="App. D (our memorization check)",
-        statement=(f"The {dataset} DM generates new images rather than copies of its {N_TRAIN or 60000} training images: "
+        statement=(f"The {dataset} DM generates new images rather than copies of its {S.n_train or 60000} training images: "
                    "its samples are about as far from their nearest training image as real test images are"),
         reported="not measured in paper A (its DM is trained on the full training set; App. D.3 tests real vs synthetic)",
         measured={"sample_median": round(report["sample_median"], 3), "plausible_sample_median": round(report["plausible_sample_median"], 3),
-                  "test_median": round(report["test_median"], 3), "ratio": round(ratio, 3),
+                  "test_median": round(report["test_median"], 3), "ratio": round(copies["ratio"], 3),
                   "plausible_fraction": round(report["plausible_fraction"], 4), "near_copy_fraction": round(report["near_copy_fraction"], 4),
-                  "test_p01": round(report["test_p01"], 3), "n_samples": N_SAMPLES},
+                  "test_p01": round(report["test_p01"], 3), "n_samples": S.n_samples},
         tolerance=f"ratio (plausible samples' median / test median) >= {NOT_COPY_RATIO} and near_copy_fraction <= {NEAR_COPY_MAX}",
-        holds=bool(ratio >= NOT_COPY_RATIO and report["near_copy_fraction"] <= NEAR_COPY_MAX),
+        holds=copies["holds"],
         note=("ratio uses only samples with a plausible amount of ink, so off-manifold samples (grey backgrounds) cannot make it look "
               "good; near_copy_fraction: samples nearer to the training set than the 1st percentile of test images (0.01 expected "
               "if samples behave like test images)"),
@@ -310,8 +283,8 @@ claims.append(Claim(
     id="final_dm_closer_to_data_than_early",
     paper="xiao2024",
     figure="Fig. 16 (DM quality; here the DM side only)",
-    statement=(f"The final {EARLY_DATASET} DM (step {records[EARLY_DATASET, 'final']['step']}) produces better samples than the "
-               f"early one (step {records[EARLY_DATASET, 'early']['step']}): nearer to held-out test images and more often with a "
+    statement=(f"The final {S.early_dataset} DM (step {records[S.early_dataset, 'final']['step']}) produces better samples than the "
+               f"early one (step {records[S.early_dataset, 'early']['step']}): nearer to held-out test images and more often with a "
                "plausible amount of ink"),
     reported="Fig. 16: a DM trained on more of CIFAR-10 gives a better VAE (diminishing returns at >= 70%); DM samples are not scored",
     measured={"sample_test_median": {"early": round(early["sample_test_median"], 3), "final": round(final["sample_test_median"], 3),
@@ -328,14 +301,9 @@ def summary(report: dict) -> dict:
     return {key: report[key] for key in keys}
 
 
-path = write_results(
-    "vaegen_xiao2024_diffusion_model",
-    profile=PROFILE,
-    seed=SEED,
-    config={"profile": PROFILE, "retrain": RETRAIN_DM, "n_train": N_TRAIN, "subset_seed": SUBSET_SEED, "dm_steps": DM_STEPS,
-            "early_steps": EARLY_STEPS, "bank": BANK, "n_samples": N_SAMPLES, "n_test": N_TEST, "check_steps": CHECK_STEPS,
-            "n_check": N_CHECK, "not_copy_ratio": NOT_COPY_RATIO, "near_copy_max": NEAR_COPY_MAX,
-            "diffusion_config": models[DATASETS[0], "final"].config.to_dict()},
+run.finish(
+    config=S.to_dict() | {"profile": PROFILE, "not_copy_ratio": NOT_COPY_RATIO, "near_copy_max": NEAR_COPY_MAX,
+                          "diffusion_config": models[S.datasets[0], "final"].config.to_dict()},
     metrics={
         "models": {f"{dataset}/{stage}": {key: value for key, value in record.items() if key != "loss_curve"}
                    for (dataset, stage), record in records.items()},
@@ -344,18 +312,14 @@ path = write_results(
         "reports": {f"{dataset}/{stage}": summary(report) for (dataset, stage), report in reports.items()},
         "sampler_check": check,
         "background_diagnostic": background,
-        "final_loss": {dataset: records[dataset, "final"]["loss_curve"]["mean_loss"][-1] for dataset in DATASETS
+        "final_loss": {dataset: records[dataset, "final"]["loss_curve"]["mean_loss"][-1] for dataset in S.datasets
                        if records[dataset, "final"]["loss_curve"] and records[dataset, "final"]["loss_curve"]["mean_loss"]},
     },
     claims=claims,
-    runtime_s=stopwatch.elapsed(),
 )
-print(f"wrote {path}")
-for claim in claims:
-    print(f"{'holds' if claim.holds else 'FAILS'}  {claim.id}: {claim.measured}")
 # Sanity: samples are images in the data range, distances are finite (claims may fail in the smoke profile).
 for key, images in samples.items():
-    assert images.shape == (N_SAMPLES, 1, 28, 28) and 0.0 <= float(images.min()) <= float(images.max()) <= 1.0, key
+    assert images.shape == (S.n_samples, 1, 28, 28) and 0.0 <= float(images.min()) <= float(images.max()) <= 1.0, key
 assert all(np.isfinite(report["sample_median"]) and np.isfinite(report["test_median"]) for report in reports.values())
 
 # %% [markdown]
@@ -386,7 +350,7 @@ assert all(np.isfinite(report["sample_median"]) and np.isfinite(report["test_med
 # speckles, which a Bernoulli VAE would have to model; plausible ink 0.81 vs 0.75 and grey
 # backgrounds 11% vs 18% on the same 500 seeds; FashionMNIST: no difference) at twice the cost, so
 # the cpu profile uses 20 steps; the banks of all `xiao2024_*` notebooks (40,000 samples) then take
-# about a quarter of an hour on 2 cores, once. `BANK_STEPS_BY_PROFILE` changes it.
+# about a quarter of an hour on 2 cores, once. `synthetic.BANK_BY_PROFILE` sets it.
 #
 # **What differs from paper A:** a 1 M-parameter UNet trained with the DDPM loss instead of EDM,
 # 1000 training images instead of 60,000 (the cpu-profile VAEs see the same 1000), 3000 training

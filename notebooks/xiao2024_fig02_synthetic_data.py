@@ -47,92 +47,29 @@
 from vaegen_utils.profiles import current_profile
 
 PROFILE = current_profile()  # smoke | cpu | paper: env VAEGEN_PROFILE (default cpu) or papermill -p PROFILE
-METHODS = ["normal", "dmaapx", "aug_naive", "aug_tuned"]  # paper A Table 7's four rows
-SUBSET_SEED = 0  # which training images form the subset (the shipped DM saw the same ones)
-# Per-profile sizes, resolved with by_profile in the setup cell. These tables must match the other
-# xiao2024 VAE notebooks so that all of them share one cached model set (tests/test_xiao2024.py checks it).
-VARIANTS_BY_PROFILE = {  # data set + likelihood (paper A Table 3; "fashion_mnist_mol" is Fig. 12); CIFAR-10 runs where its data can be had
-    "smoke": ["binary_mnist", "fashion_mnist", "cifar10"],
-    "cpu": ["binary_mnist", "fashion_mnist", "cifar10"],
-    "paper": ["binary_mnist", "fashion_mnist", "fashion_mnist_mol", "cifar10"],
-}
-CIFAR_LATENT_CHANNELS = 1  # m_z: latent_dim = 64 m_z on the 8x8 grid (paper A's default, Table 4)
-CIFAR_CHANNELS_BY_PROFILE = {"smoke": 8, "cpu": 32, "paper": 256}  # n_c of the residual net (paper: 256)
-CIFAR_LEARNING_RATE = 1e-4  # Adam step size of the residual net (not stated in paper A; paper B's code for this net)
-N_TRAIN_BY_PROFILE = {"smoke": 100, "cpu": 1000, "paper": 1000}  # real training images N (the DM's training subset)
-N_TEST_BY_PROFILE = {"smoke": 100, "cpu": 2000, "paper": 10000}  # first n test images (curves, G_g)
-SEEDS_BY_PROFILE = {"smoke": [0], "cpu": [0], "paper": [0, 1, 2]}  # one model per seed (paper: 3 seeds)
-EPOCHS_BY_PROFILE = {"smoke": 2, "cpu": 300, "paper": 1000}  # effective epochs (paper: 1000)
-EVAL_EVERY_BY_PROFILE = {"smoke": 1, "cpu": 10, "paper": 10}  # train/test ELBO every k epochs
-CHECKPOINT_EVERY_BY_PROFILE = {"smoke": 1, "cpu": 50, "paper": 100}  # G_a every k epochs (paper: 100)
-BANK_BLOCKS_BY_PROFILE = {"smoke": 2, "cpu": 10, "paper": 1000}  # k blocks of N DM samples (paper: k = T, fresh every epoch)
-BANK_SAMPLER_BY_PROFILE = {"smoke": "ddim", "cpu": "ddim", "paper": "heun"}  # paper: EDM's Heun sampler, 18 steps
-BANK_STEPS_BY_PROFILE = {"smoke": 2, "cpu": 20, "paper": 18}  # sampler steps (DDIM-20: clearly fewer speckles than DDIM-10 on BinaryMNIST)
-BANK_SEED = 0  # initial-noise seed of the bank (sample i always gets the same noise)
-FIT_POINTS_BY_PROFILE = {"smoke": 10, "cpu": 200, "paper": 1000}  # test images with a per-point q* (G_a)
-FIT_SAMPLES = 1  # reparameterised samples per Adam step of the q* fit
-FIT_LEARNING_RATE = 1e-2  # Adam step size of the q* fit, started at the encoder's output
-FIT_MAX_STEPS_BY_PROFILE = {"smoke": 20, "cpu": 300, "paper": 2000}  # q* fit cap (paper A does not state its procedure)
-FIT_CHECK_EVERY = 50  # plateau rule: windows of this many steps (Cremer et al. 2018) ...
-FIT_PATIENCE = 2  # ... stop after this many windows without improvement
-FIT_EVAL_SAMPLES_BY_PROFILE = {"smoke": 10, "cpu": 100, "paper": 1000}  # samples scoring ELBO(q*) and ELBO(q_phi)
+VARIANTS = None  # data set + likelihood variants of Table 3, e.g. ["binary_mnist"]; None: the profile's
+EPOCHS = None  # effective epochs of every run (paper: 1000); None: the profile's
+SEEDS = None  # one model per seed, e.g. [0, 1, 2] (paper: 3 seeds); None: the profile's
 DROP_TOLERANCE = 0.005  # "the test ELBO falls": by more than this fraction of |peak ELBO| (and not otherwise)
 
 # %% [markdown]
 # ## Setup
+#
+# Every size comes from `xiao2024.fig02_settings` (the tables in `vaegen_utils/xiao2024.py`): the
+# runs are the same named runs the other xiao2024 notebooks use, so they share one cached model set.
 
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
 
-from vaegen_utils import estimators, xiao2024
-from vaegen_utils.claims import peak_then_drop
-from vaegen_utils.figures import savefig, use_style
-from vaegen_utils.profiles import by_profile
-from vaegen_utils.results import Claim, Stopwatch, write_results
-from vaegen_utils.seeding import set_seed
+from vaegen_utils import notebook, xiao2024
+from vaegen_utils.claims import falls_after_peak, peak_then_drop, smallest, stays_near_peak
+from vaegen_utils.results import Claim
 
-stopwatch = Stopwatch()
-SEEDS = by_profile(PROFILE, SEEDS_BY_PROFILE)
-set_seed(SEEDS[0])
-use_style()
-
-# Sizes are resolved here, not in the parameters cell: papermill injects `-p PROFILE ...` after it.
-VARIANTS = xiao2024.available_variants(by_profile(PROFILE, VARIANTS_BY_PROFILE))  # one line per data set not available
-CIFAR_SIZES = dict(  # CIFAR-10 uses paper A's residual net instead of the MLP
-    latent_dim=64 * CIFAR_LATENT_CHANNELS, hidden_width=by_profile(PROFILE, CIFAR_CHANNELS_BY_PROFILE), learning_rate=CIFAR_LEARNING_RATE
-)
-BANK = xiao2024.BankSettings(
-    sampler=by_profile(PROFILE, BANK_SAMPLER_BY_PROFILE), steps=by_profile(PROFILE, BANK_STEPS_BY_PROFILE), seed=BANK_SEED
-)
-STUDIES = {
-    variant: xiao2024.Study(
-        variant=variant,
-        n_train=by_profile(PROFILE, N_TRAIN_BY_PROFILE),
-        n_test=by_profile(PROFILE, N_TEST_BY_PROFILE),
-        seeds=SEEDS,
-        epochs=by_profile(PROFILE, EPOCHS_BY_PROFILE),
-        eval_every=by_profile(PROFILE, EVAL_EVERY_BY_PROFILE),
-        checkpoint_every=by_profile(PROFILE, CHECKPOINT_EVERY_BY_PROFILE),
-        bank_blocks=by_profile(PROFILE, BANK_BLOCKS_BY_PROFILE),
-        bank=BANK,
-        subset_seed=SUBSET_SEED,
-        **(CIFAR_SIZES if variant == "cifar10" else {}),
-    )
-    for variant in VARIANTS
-}
-FIT = estimators.PerPointSettings(
-    n_points=by_profile(PROFILE, FIT_POINTS_BY_PROFILE),
-    num_samples=FIT_SAMPLES,
-    learning_rate=FIT_LEARNING_RATE,
-    max_steps=by_profile(PROFILE, FIT_MAX_STEPS_BY_PROFILE),
-    check_every=FIT_CHECK_EVERY,
-    patience=FIT_PATIENCE,
-    eval_samples=by_profile(PROFILE, FIT_EVAL_SAMPLES_BY_PROFILE),
-)
-for study in STUDIES.values():
-    print(study)
-print(FIT)
+S = xiao2024.fig02_settings(PROFILE, variants=VARIANTS, epochs=EPOCHS, seeds=SEEDS)
+run = notebook.start("xiao2024_fig02_synthetic_data", PROFILE, seed=S.studies[S.variants[0]].seeds[0])
+variants = xiao2024.available_variants(S.variants)  # one line per data set that cannot be had here
+print(*S.studies.values(), S.fit, sep="\n")
 
 # %% [markdown]
 # ## Train (or load) every method and measure the gaps
@@ -141,10 +78,10 @@ print(FIT)
 
 # %%
 curves, gaps = {}, {}
-for variant, study in STUDIES.items():
-    for method in METHODS:
-        curves[variant, method] = xiao2024.learning_curves(study, method)  # every eval epoch
-        gaps[variant, method] = xiao2024.gap_curves(study, method, FIT)  # every checkpoint
+for variant in variants:
+    for method in S.methods:
+        curves[variant, method] = xiao2024.learning_curves(S.studies[variant], method)  # every eval epoch
+        gaps[variant, method] = xiao2024.gap_curves(S.studies[variant], method, S.fit)  # every checkpoint
 
         row = gaps[variant, method]
         print(
@@ -165,10 +102,10 @@ def seed_mean(values):
     return np.array([np.mean(row) for row in values])
 
 
-fig, axes = plt.subplots(len(VARIANTS), 3, figsize=(12, 3.4 * len(VARIANTS)), squeeze=False)
-for row_axes, variant in zip(axes, VARIANTS):
+fig, axes = plt.subplots(len(variants), 3, figsize=(12, 3.4 * len(variants)), squeeze=False)
+for row_axes, variant in zip(axes, variants):
     left, middle, right = row_axes
-    for method in METHODS:
+    for method in S.methods:
         color, label = COLORS[method], xiao2024.METHOD_LABELS[method]
         c = curves[variant, method]
         left.plot(c["epochs"], seed_mean(c["test_elbo"]), color=color, label=f"{label} (test)")
@@ -182,18 +119,18 @@ for row_axes, variant in zip(axes, VARIANTS):
     left.legend(fontsize=7)
     middle.set_title(f"{variant}: test ELBO\n(solid: amortized q_φ, dashed: per-point q*)", loc="left", fontsize=9)
     middle.set_xlabel("effective epoch")
-    middle.set_ylabel(f"ELBO on {FIT.n_points} test images")
-    positions = np.arange(len(METHODS))
-    final_gg = [np.mean(gaps[variant, m]["G_g"][-1]) for m in METHODS]
-    final_ga = [np.mean(gaps[variant, m]["G_a"][-1]) for m in METHODS]
-    right.bar(positions - 0.2, final_gg, width=0.4, color=[COLORS[m] for m in METHODS], label="G_g")
-    right.bar(positions + 0.2, final_ga, width=0.4, color=[COLORS[m] for m in METHODS], alpha=0.45, hatch="//", label="G_a")
-    right.set_xticks(positions, [xiao2024.METHOD_LABELS[m] for m in METHODS], fontsize=7)
+    middle.set_ylabel(f"ELBO on {S.fit.n_points} test images")
+    positions = np.arange(len(S.methods))
+    final_gg = [np.mean(gaps[variant, m]["G_g"][-1]) for m in S.methods]
+    final_ga = [np.mean(gaps[variant, m]["G_a"][-1]) for m in S.methods]
+    right.bar(positions - 0.2, final_gg, width=0.4, color=[COLORS[m] for m in S.methods], label="G_g")
+    right.bar(positions + 0.2, final_ga, width=0.4, color=[COLORS[m] for m in S.methods], alpha=0.45, hatch="//", label="G_a")
+    right.set_xticks(positions, [xiao2024.METHOD_LABELS[m] for m in S.methods], fontsize=7)
     right.axhline(0, color="black", linewidth=0.6)
-    right.set_title(f"{variant}: gaps at epoch {STUDIES[variant].epochs}\n(solid: G_g, hatched: G_a)", loc="left", fontsize=9)
+    right.set_title(f"{variant}: gaps at epoch {S.studies[variant].epochs}\n(solid: G_g, hatched: G_a)", loc="left", fontsize=9)
     right.set_ylabel("nats per image")
 fig.tight_layout()
-savefig(fig, "xiao2024_fig02_synthetic_data", profile=PROFILE)
+run.savefig(fig)
 plt.show()
 
 # %% [markdown]
@@ -202,8 +139,8 @@ plt.show()
 # %%
 table = []
 print(f"{'data set':>14} {'method':>15} | {'G_g paper':>9} {'G_g ours':>9} | {'G_a paper':>9} {'G_a ours':>9} | {'test ELBO':>9}")
-for variant in VARIANTS:
-    for method in METHODS:
+for variant in variants:
+    for method in S.methods:
         paper = xiao2024.TABLE7.get(variant, {}).get(method, {})
         g = gaps[variant, method]
         entry = {
@@ -228,74 +165,44 @@ for variant in VARIANTS:
 
 # %%
 claims = []
-for variant in VARIANTS:
-    final = {m: {name: float(np.mean(gaps[variant, m][name][-1])) for name in ("G_g", "G_a", "test_elbo")} for m in METHODS}
+for variant in variants:
+    final = {m: {name: float(np.mean(gaps[variant, m][name][-1])) for name in ("G_g", "G_a", "test_elbo")} for m in S.methods}
     paper = xiao2024.TABLE7.get(variant, {})
     for gap in ("G_g", "G_a"):
-        smallest = min(METHODS, key=lambda m: final[m][gap])
-        reported = {m: paper[m][gap] for m in METHODS if gap in paper.get(m, {})}
-        claims.append(
-            Claim(
-                id=f"{variant}_dmaapx_smallest_{gap}",
-                paper="xiao2024",
-                figure="Table 7",
-                statement=f"{variant}: DMaaPx has the smallest {gap} of the four methods at the end of training",
-                reported=reported or "smallest (Table 7 bold)",
-                measured={m: round(final[m][gap], 2) for m in METHODS},
-                tolerance="DMaaPx's seed-mean gap is the lowest of the four",
-                holds=smallest == "dmaapx",
-            )
-        )
-    claims.append(
-        Claim(
-            id=f"{variant}_dmaapx_test_elbo_at_least_normal",
-            paper="xiao2024",
-            figure="Fig. 2 left / Figs. 10-11",
-            statement=f"{variant}: DMaaPx's final test ELBO is at least that of normal training",
-            reported="DMaaPx matches or surpasses normal training on every data set (Sec. 5.4)",
-            measured={m: round(final[m]["test_elbo"], 2) for m in METHODS},
-            tolerance="test ELBO(DMaaPx) >= test ELBO(normal) at the last epoch (seed means)",
-            holds=final["dmaapx"]["test_elbo"] >= final["normal"]["test_elbo"],
-        )
-    )
+        reported = {m: paper[m][gap] for m in S.methods if gap in paper.get(m, {})}
+        claims.append(Claim(
+            id=f"{variant}_dmaapx_smallest_{gap}", paper="xiao2024", figure="Table 7",
+            statement=f"{variant}: DMaaPx has the smallest {gap} of the four methods at the end of training",
+            reported=reported or "smallest (Table 7 bold)",
+            measured={m: round(final[m][gap], 2) for m in S.methods},
+            tolerance="DMaaPx's seed-mean gap is the lowest of the four",
+            holds=smallest({m: final[m][gap] for m in S.methods}) == "dmaapx",
+        ))
+    claims.append(Claim(
+        id=f"{variant}_dmaapx_test_elbo_at_least_normal", paper="xiao2024", figure="Fig. 2 left / Figs. 10-11",
+        statement=f"{variant}: DMaaPx's final test ELBO is at least that of normal training",
+        reported="DMaaPx matches or surpasses normal training on every data set (Sec. 5.4)",
+        measured={m: round(final[m]["test_elbo"], 2) for m in S.methods},
+        tolerance="test ELBO(DMaaPx) >= test ELBO(normal) at the last epoch (seed means)",
+        holds=final["dmaapx"]["test_elbo"] >= final["normal"]["test_elbo"],
+    ))
     normal = peak_then_drop(curves[variant, "normal"]["epochs"], curves[variant, "normal"]["test_elbo"])
     dmaapx = peak_then_drop(curves[variant, "dmaapx"]["epochs"], curves[variant, "dmaapx"]["test_elbo"])
-    normal_threshold = DROP_TOLERANCE * abs(normal["peak"])
-    dmaapx_threshold = DROP_TOLERANCE * abs(dmaapx["peak"])
-    claims.append(
-        Claim(
-            id=f"{variant}_normal_overfits_dmaapx_does_not",
-            paper="xiao2024",
-            figure="Fig. 2 left / Figs. 10-11",
-            statement=f"{variant}: normal training's test ELBO peaks and then falls, DMaaPx's does not fall",
-            reported="normal: peaks early then declines (BinaryMNIST ≈ −84 at epoch 50 → −95 at 1000); DMaaPx: still rising",
-            measured={"normal": {k: round(v, 2) for k, v in normal.items()}, "dmaapx": {k: round(v, 2) for k, v in dmaapx.items()}},
-            tolerance=f"normal: peak before the last epoch and drop > {DROP_TOLERANCE:g}·|peak|; DMaaPx: drop ≤ {DROP_TOLERANCE:g}·|peak|",
-            holds=normal["drop"] > normal_threshold and normal["peak_epoch"] < STUDIES[variant].epochs and dmaapx["drop"] <= dmaapx_threshold,
-        )
-    )
+    claims.append(Claim(
+        id=f"{variant}_normal_overfits_dmaapx_does_not", paper="xiao2024", figure="Fig. 2 left / Figs. 10-11",
+        statement=f"{variant}: normal training's test ELBO peaks and then falls, DMaaPx's does not fall",
+        reported="normal: peaks early then declines (BinaryMNIST ≈ −84 at epoch 50 → −95 at 1000); DMaaPx: still rising",
+        measured={"normal": {k: round(v, 2) for k, v in normal.items()}, "dmaapx": {k: round(v, 2) for k, v in dmaapx.items()}},
+        tolerance=f"normal: peak before the last epoch and drop > {DROP_TOLERANCE:g}·|peak|; DMaaPx: drop ≤ {DROP_TOLERANCE:g}·|peak|",
+        holds=falls_after_peak(normal, S.studies[variant].epochs, DROP_TOLERANCE) and stays_near_peak(dmaapx, DROP_TOLERANCE),
+    ))
 
-path = write_results(
-    "xiao2024_fig02_synthetic_data",
-    profile=PROFILE,
-    seed=SEEDS[0],
-    config={
-        "studies": {variant: study.to_dict() for variant, study in STUDIES.items()},
-        "fit": FIT.__dict__,
-        "methods": METHODS,
-        "drop_tolerance": DROP_TOLERANCE,
-    },
-    metrics={
-        "table7": table,
-        "curves": {f"{v}/{m}": curves[v, m] for v, m in curves},
-        "gaps": {f"{v}/{m}": gaps[v, m] for v, m in gaps},
-    },
+run.finish(
+    config=S.to_dict() | {"variants_run": variants, "drop_tolerance": DROP_TOLERANCE},
+    metrics={"table7": table, "curves": {f"{v}/{m}": curves[v, m] for v, m in curves},
+             "gaps": {f"{v}/{m}": gaps[v, m] for v, m in gaps}},
     claims=claims,
-    runtime_s=stopwatch.elapsed(),
 )
-print(f"wrote {path}")
-for claim in claims:
-    print(f"{'holds' if claim.holds else 'FAILS'}  {claim.statement}: {claim.measured}")
 # Sanity: finite ELBOs and gaps (claims may fail in the smoke profile).
 assert all(np.isfinite(entry["G_g"]) and np.isfinite(entry["G_a"]) for entry in table), table
 

@@ -36,66 +36,30 @@
 from vaegen_utils.profiles import current_profile
 
 PROFILE = current_profile()  # smoke | cpu | paper: env VAEGEN_PROFILE (default cpu) or papermill -p PROFILE
-SUBSET_SEED = 0  # which training images form the subset (the shipped DM saw the same ones)
-# Per-profile sizes, resolved with by_profile in the setup cell. These tables must match the other
-# xiao2024 VAE notebooks so that all of them share one cached model set (tests/test_xiao2024.py checks it).
-VARIANT = "binary_mnist"  # data set + likelihood of the sweep (paper A Fig. 4: CIFAR-10)
-N_TRAIN_BY_PROFILE = {"smoke": 100, "cpu": 1000, "paper": 1000}  # real training images N (the DM's training subset)
-N_TEST_BY_PROFILE = {"smoke": 100, "cpu": 2000, "paper": 10000}  # first n test images (curves, G_g)
-SEEDS_BY_PROFILE = {"smoke": [0], "cpu": [0], "paper": [0, 1, 2]}  # one model per seed (paper: 3 seeds)
-EPOCHS_BY_PROFILE = {"smoke": 2, "cpu": 300, "paper": 1000}  # effective epochs (paper: 1000)
-EVAL_EVERY_BY_PROFILE = {"smoke": 1, "cpu": 10, "paper": 10}  # train/test ELBO every k epochs
-CHECKPOINT_EVERY_BY_PROFILE = {"smoke": 1, "cpu": 50, "paper": 100}  # G_a every k epochs (paper: 100)
-BANK_BLOCKS_BY_PROFILE = {"smoke": 2, "cpu": 10, "paper": 1000}  # k blocks of N DM samples (paper: k = T, fresh every epoch)
-BANK_SAMPLER_BY_PROFILE = {"smoke": "ddim", "cpu": "ddim", "paper": "heun"}  # paper: EDM's Heun sampler, 18 steps
-BANK_STEPS_BY_PROFILE = {"smoke": 2, "cpu": 20, "paper": 18}  # sampler steps (DDIM-20: clearly fewer speckles than DDIM-10 on BinaryMNIST)
-BANK_SEED = 0  # initial-noise seed of the bank (sample i always gets the same noise)
-K_VALUES_BY_PROFILE = {  # distinct blocks of N DM samples (paper A Fig. 4: 1 ... 1000)
-    "smoke": [1, 2],
-    "cpu": [1, 2, 5, 10, 20],
-    "paper": [1, 2, 5, 10, 20, 50, 100, 250, 1000],
-}
-PLATEAU_K = 10  # the paper's "k ≈ 10 suffices"
+K_VALUES = None  # distinct blocks of N DM samples, ascending, e.g. [1, 10, 100] (paper: 1 ... 1000); None: the profile's
+EPOCHS = None  # effective epochs of every run (paper: 1000); None: the profile's (fig02's runs)
+SEEDS = None  # one model per seed, e.g. [0, 1, 2] (paper: 3 seeds); None: the profile's
+PLATEAU_K = 10  # the paper's "k ≈ 10 suffices"; the early-vs-final DM comparison also runs at this k
 PLATEAU_FRACTION = 0.2  # plateau: going beyond PLATEAU_K gains less than this fraction of the gain from k=1 to PLATEAU_K
-DM_STAGES = ["early", "final"]  # the two shipped DM checkpoints compared at k = PLATEAU_K
 
 # %% [markdown]
 # ## Setup
+#
+# `xiao2024.fig04_settings` gives the base run (the same named run as `xiao2024_fig02_synthetic_data`'s
+# BinaryMNIST study), the k values and the two DM stages.
 
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
 
-from vaegen_utils import xiao2024
-from vaegen_utils.figures import savefig, use_style
-from vaegen_utils.profiles import by_profile
-from vaegen_utils.results import Claim, Stopwatch, write_results
-from vaegen_utils.seeding import set_seed
+from vaegen_utils import notebook, xiao2024
+from vaegen_utils.claims import closer_to, plateau
+from vaegen_utils.results import Claim
 
-stopwatch = Stopwatch()
-SEEDS = by_profile(PROFILE, SEEDS_BY_PROFILE)
-set_seed(SEEDS[0])
-use_style()
-
-# Sizes are resolved here, not in the parameters cell: papermill injects `-p PROFILE ...` after it.
-K_VALUES = by_profile(PROFILE, K_VALUES_BY_PROFILE)
-BANK = xiao2024.BankSettings(
-    sampler=by_profile(PROFILE, BANK_SAMPLER_BY_PROFILE), steps=by_profile(PROFILE, BANK_STEPS_BY_PROFILE), seed=BANK_SEED
-)
-BASE = xiao2024.Study(
-    variant=VARIANT,
-    n_train=by_profile(PROFILE, N_TRAIN_BY_PROFILE),
-    n_test=by_profile(PROFILE, N_TEST_BY_PROFILE),
-    seeds=SEEDS,
-    epochs=by_profile(PROFILE, EPOCHS_BY_PROFILE),
-    eval_every=by_profile(PROFILE, EVAL_EVERY_BY_PROFILE),
-    checkpoint_every=by_profile(PROFILE, CHECKPOINT_EVERY_BY_PROFILE),
-    bank_blocks=by_profile(PROFILE, BANK_BLOCKS_BY_PROFILE),
-    bank=BANK,
-    subset_seed=SUBSET_SEED,
-)
-assert PLATEAU_K in K_VALUES or PROFILE == "smoke", f"K_VALUES must contain PLATEAU_K={PLATEAU_K} to test the plateau"
-print(BASE, K_VALUES, sep="\n")
+S = xiao2024.fig04_settings(PROFILE, k_values=K_VALUES, plateau_k=PLATEAU_K, epochs=EPOCHS, seeds=SEEDS)
+run = notebook.start("xiao2024_fig04_amount_of_synthetic_data", PROFILE, seed=S.base.seeds[0])
+k_values = list(S.k_values)
+print(S.base, k_values, sep="\n")
 
 # %% [markdown]
 # ## Train DMaaPx for every k (and normal training as the reference)
@@ -103,19 +67,14 @@ print(BASE, K_VALUES, sep="\n")
 # The bank is generated once for the largest k; smaller k use its first k blocks.
 
 # %%
-normal = xiao2024.learning_curves(BASE, "normal")
+normal = xiao2024.learning_curves(S.base, "normal")
 by_k = {}
-for k in K_VALUES:
-    by_k[k] = xiao2024.learning_curves(BASE.with_changes(bank_blocks=k), "dmaapx")
+for k in k_values:
+    by_k[k] = xiao2024.learning_curves(S.k_study(k), "dmaapx")
     print(f"k = {k:>4}: final test ELBO {np.mean(by_k[k]['test_elbo'][-1]):8.2f}  train {np.mean(by_k[k]['train_elbo'][-1]):8.2f}")
 print(f"normal training: final test ELBO {np.mean(normal['test_elbo'][-1]):8.2f}")
-quality_k = PLATEAU_K if PLATEAU_K in K_VALUES else K_VALUES[-1]
-by_stage = {
-    stage: xiao2024.learning_curves(
-        BASE.with_changes(bank_blocks=quality_k, bank=BANK.with_changes(stage=stage)), "dmaapx"
-    )
-    for stage in DM_STAGES
-}
+quality_k = S.quality_k
+by_stage = {stage: xiao2024.learning_curves(S.stage_study(stage), "dmaapx") for stage in S.dm_stages}
 for stage, c in by_stage.items():
     print(f"DM {stage:>5} (k = {quality_k}): final test ELBO {np.mean(c['test_elbo'][-1]):8.2f}")
 
@@ -124,25 +83,25 @@ for stage, c in by_stage.items():
 
 # %%
 fig, (left, middle, right) = plt.subplots(1, 3, figsize=(13, 3.6))
-final_test = np.array([np.mean(by_k[k]["test_elbo"][-1]) for k in K_VALUES])
-final_train = np.array([np.mean(by_k[k]["train_elbo"][-1]) for k in K_VALUES])
-left.plot(K_VALUES, final_test, "o-", color="tab:blue", label="DMaaPx, test")
-left.plot(K_VALUES, final_train, "o--", color="tab:blue", alpha=0.5, label="DMaaPx, real train")
+final_test = np.array([np.mean(by_k[k]["test_elbo"][-1]) for k in k_values])
+final_train = np.array([np.mean(by_k[k]["train_elbo"][-1]) for k in k_values])
+left.plot(k_values, final_test, "o-", color="tab:blue", label="DMaaPx, test")
+left.plot(k_values, final_train, "o--", color="tab:blue", alpha=0.5, label="DMaaPx, real train")
 left.axhline(np.mean(normal["test_elbo"][-1]), color="tab:red", label="normal training, test")
 left.set_xscale("log")
 left.set_xlabel("k (distinct blocks of N DM samples)")
-left.set_ylabel(f"ELBO at epoch {BASE.epochs} (nats)")
+left.set_ylabel(f"ELBO at epoch {S.base.epochs} (nats)")
 left.set_title("test ELBO vs amount of synthetic data", loc="left", fontsize=9)
 left.legend(fontsize=7)
 cmap = plt.get_cmap("viridis")
-for index, k in enumerate(K_VALUES):
-    middle.plot(by_k[k]["epochs"], [np.mean(v) for v in by_k[k]["test_elbo"]], color=cmap(index / max(1, len(K_VALUES) - 1)), label=f"k = {k}")
+for index, k in enumerate(k_values):
+    middle.plot(by_k[k]["epochs"], [np.mean(v) for v in by_k[k]["test_elbo"]], color=cmap(index / max(1, len(k_values) - 1)), label=f"k = {k}")
 middle.plot(normal["epochs"], [np.mean(v) for v in normal["test_elbo"]], color="tab:red", linestyle=":", label="normal")
 middle.set_xlabel("effective epoch")
 middle.set_ylabel("test ELBO (nats)")
 middle.set_title("test ELBO during training", loc="left", fontsize=9)
 middle.legend(fontsize=7)
-for stage, color in zip(DM_STAGES, ["tab:gray", "tab:blue"]):
+for stage, color in zip(S.dm_stages, ["tab:gray", "tab:blue"]):
     c = by_stage[stage]
     right.plot(c["epochs"], [np.mean(v) for v in c["test_elbo"]], color=color, label=f"DMaaPx, {stage} DM (test)")
     right.plot(c["epochs"], [np.mean(v) for v in c["train_elbo"]], color=color, linestyle="--", linewidth=0.9)
@@ -152,72 +111,52 @@ right.set_ylabel("ELBO (nats; dashed: real train)")
 right.set_title(f"DM quality: early vs final checkpoint, k = {quality_k}", loc="left", fontsize=9)
 right.legend(fontsize=7)
 fig.tight_layout()
-savefig(fig, "xiao2024_fig04_amount_of_synthetic_data", profile=PROFILE)
+run.savefig(fig)
 plt.show()
 
 # %% [markdown]
 # ## Claims and results
 
 # %%
-elbo = dict(zip(K_VALUES, final_test.tolist()))
+elbo = dict(zip(k_values, final_test.tolist()))
 normal_final = float(np.mean(normal["test_elbo"][-1]))
 claims = []
-if PLATEAU_K in K_VALUES and K_VALUES[-1] > PLATEAU_K:
-    gain_to_plateau = elbo[PLATEAU_K] - elbo[K_VALUES[0]]
-    gain_beyond = max(elbo[k] for k in K_VALUES if k >= PLATEAU_K) - elbo[PLATEAU_K]
-    claims.append(
-        Claim(
-            id="gains_plateau_from_k10",
-            paper="xiao2024",
-            figure="Fig. 4 right",
-            statement=f"Test ELBO gains plateau from about k = {PLATEAU_K}: larger k adds little",
-            reported="k ≈ 10 suffices; plateau at ≈ −11,000 nats for k ≥ 10 (CIFAR-10)",
-            measured={"test_elbo_by_k": {str(k): round(v, 2) for k, v in elbo.items()},
-                      "gain_k1_to_k10": round(gain_to_plateau, 2), "gain_beyond_k10": round(gain_beyond, 2)},
-            tolerance=f"gain beyond k={PLATEAU_K} < {PLATEAU_FRACTION} x gain from k={K_VALUES[0]} to k={PLATEAU_K}, and that gain > 0",
-            holds=gain_to_plateau > 0 and gain_beyond < PLATEAU_FRACTION * gain_to_plateau,
-        )
-    )
-if K_VALUES[0] == 1 and PLATEAU_K in K_VALUES:
-    claims.append(
-        Claim(
-            id="k1_is_like_normal_training",
-            paper="xiao2024",
-            figure="Fig. 4 right",
-            statement="With k = 1 (one fixed synthetic set of size N) DMaaPx is about as good as normal training",
-            reported="k = 1 ≈ normal training (≈ −11,550 vs normal ≈ −11,500, CIFAR-10)",
-            measured={"k1": round(elbo[1], 2), "normal": round(normal_final, 2), f"k{PLATEAU_K}": round(elbo[PLATEAU_K], 2)},
-            tolerance=f"|ELBO(k=1) − ELBO(normal)| < |ELBO(k={PLATEAU_K}) − ELBO(k=1)|: k = 1 is closer to normal than to the plateau",
-            holds=abs(elbo[1] - normal_final) < abs(elbo[PLATEAU_K] - elbo[1]),
-        )
-    )
-stage_elbo = {stage: float(np.mean(by_stage[stage]["test_elbo"][-1])) for stage in DM_STAGES}
-claims.append(
-    Claim(
-        id="better_dm_gives_better_vae",
-        paper="xiao2024",
-        figure="open question (Sec. 6) / Fig. 16",
-        statement="A better-trained DM (final vs early checkpoint) gives DMaaPx a better test ELBO",
-        reported="not measured in the paper (open question); Fig. 16: a DM trained on more data helps, with diminishing returns",
-        measured={stage: round(value, 2) for stage, value in stage_elbo.items()} | {"normal": round(normal_final, 2)},
-        tolerance="test ELBO(final DM) > test ELBO(early DM)",
-        holds=stage_elbo["final"] > stage_elbo["early"],
-    )
-)
-path = write_results(
-    "xiao2024_fig04_amount_of_synthetic_data",
-    profile=PROFILE,
-    seed=SEEDS[0],
-    config={"base": BASE.to_dict(), "k_values": K_VALUES, "plateau_k": PLATEAU_K, "plateau_fraction": PLATEAU_FRACTION,
-            "dm_stages": DM_STAGES},
+if PLATEAU_K in k_values and k_values[-1] > PLATEAU_K:
+    knee = plateau(elbo, PLATEAU_K, PLATEAU_FRACTION)
+    claims.append(Claim(
+        id="gains_plateau_from_k10", paper="xiao2024", figure="Fig. 4 right",
+        statement=f"Test ELBO gains plateau from about k = {PLATEAU_K}: larger k adds little",
+        reported="k ≈ 10 suffices; plateau at ≈ −11,000 nats for k ≥ 10 (CIFAR-10)",
+        measured={"test_elbo_by_k": {str(k): round(v, 2) for k, v in elbo.items()},
+                  "gain_k1_to_k10": round(knee["gain_to_knee"], 2), "gain_beyond_k10": round(knee["gain_beyond"], 2)},
+        tolerance=f"gain beyond k={PLATEAU_K} < {PLATEAU_FRACTION} x gain from k={k_values[0]} to k={PLATEAU_K}, and that gain > 0",
+        holds=knee["holds"],
+    ))
+if k_values[0] == 1 and PLATEAU_K in k_values:
+    claims.append(Claim(
+        id="k1_is_like_normal_training", paper="xiao2024", figure="Fig. 4 right",
+        statement="With k = 1 (one fixed synthetic set of size N) DMaaPx is about as good as normal training",
+        reported="k = 1 ≈ normal training (≈ −11,550 vs normal ≈ −11,500, CIFAR-10)",
+        measured={"k1": round(elbo[1], 2), "normal": round(normal_final, 2), f"k{PLATEAU_K}": round(elbo[PLATEAU_K], 2)},
+        tolerance=f"|ELBO(k=1) − ELBO(normal)| < |ELBO(k={PLATEAU_K}) − ELBO(k=1)|: k = 1 is closer to normal than to the plateau",
+        holds=closer_to(elbo[1], normal_final, elbo[PLATEAU_K]),
+    ))
+stage_elbo = {stage: float(np.mean(by_stage[stage]["test_elbo"][-1])) for stage in S.dm_stages}
+claims.append(Claim(
+    id="better_dm_gives_better_vae", paper="xiao2024", figure="open question (Sec. 6) / Fig. 16",
+    statement="A better-trained DM (final vs early checkpoint) gives DMaaPx a better test ELBO",
+    reported="not measured in the paper (open question); Fig. 16: a DM trained on more data helps, with diminishing returns",
+    measured={stage: round(value, 2) for stage, value in stage_elbo.items()} | {"normal": round(normal_final, 2)},
+    tolerance="test ELBO(final DM) > test ELBO(early DM)",
+    holds=stage_elbo["final"] > stage_elbo["early"],
+))
+
+run.finish(
+    config=S.to_dict() | {"plateau_fraction": PLATEAU_FRACTION},
     metrics={"by_k": {str(k): c for k, c in by_k.items()}, "normal": normal, "by_dm_stage": by_stage,
              "final_test_elbo_by_k": {str(k): v for k, v in elbo.items()}},
     claims=claims,
-    runtime_s=stopwatch.elapsed(),
 )
-print(f"wrote {path}")
-for claim in claims:
-    print(f"{'holds' if claim.holds else 'FAILS'}  {claim.statement}: {claim.measured}")
 assert np.all(np.isfinite(final_test)), final_test
 
 # %% [markdown]

@@ -135,3 +135,75 @@ def test_reproduces_improvement(measured, comparable, holds):
     baseline, improved, improvement, sd = measured
     assert claims.reproduces_improvement(baseline, improved, improvement, sd, 0.18543, 0.17891, comparable=comparable,
                                          absolute_tolerance=0.05, relative_floor=0.5) == holds
+
+
+# xiao2024 (paper A)
+# ------------------------------------------------------------------------------------------------
+
+
+def test_smallest_and_method_orderings():
+    gaps = {"normal": 25.76, "dmaapx": 0.78, "aug_tuned": 8.16, "aug_naive": 6.38}  # paper A Table 7, BinaryMNIST G_g
+    assert claims.smallest(gaps) == "dmaapx"
+    assert claims.smallest({"a": 1.0, "b": 1.0}) == "a"  # ties: the first
+    with pytest.raises(ValueError, match="at least one"):
+        claims.smallest({})
+    robust = {"normal": 0.49, "dmaapx": 0.50, "aug_tuned": 0.79, "aug_naive": 0.74}  # Table 7, BinaryMNIST G_r
+    assert claims.matches_and_beats(robust, "dmaapx", "normal", ["aug_naive", "aug_tuned"], 0.05)
+    assert not claims.matches_and_beats(robust, "dmaapx", "normal", ["aug_naive", "aug_tuned"], 0.005)
+    assert not claims.matches_and_beats({**robust, "aug_naive": 0.45}, "dmaapx", "normal", ["aug_naive"], 0.05)
+    assert claims.within_budget([0.1, 0.1 + 5e-7, 0.02], 0.1) and not claims.within_budget([0.1001], 0.1)
+
+
+def test_falls_after_peak_and_stays_near_peak():
+    overfit = claims.peak_then_drop([10, 20, 30], [[-130.0], [-124.0], [-218.0]])  # Fig. 2-like: peak, then a fall
+    assert claims.falls_after_peak(overfit, 30, 0.005) and not claims.stays_near_peak(overfit, 0.005)
+    rising = claims.peak_then_drop([10, 20, 30], [[-130.0], [-110.0], [-102.0]])
+    assert not claims.falls_after_peak(rising, 30, 0.005) and claims.stays_near_peak(rising, 0.005)
+    small_dip = {"peak_epoch": 20, "peak": -100.0, "final": -100.4, "drop": 0.4}  # 0.4 <= 0.005 * 100
+    assert claims.stays_near_peak(small_dip, 0.005) and not claims.falls_after_peak(small_dip, 30, 0.005)
+    assert not claims.falls_after_peak({"peak_epoch": 30, "peak": -100.0, "final": -150.0, "drop": 50.0}, 30, 0.005)
+
+
+def test_rank_correlation_and_monotone_sweeps():
+    assert claims.spearman([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0)
+    assert claims.spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert claims.spearman([4], [1]) == 0.0
+    with pytest.raises(ValueError, match="same length"):
+        claims.spearman([1, 2], [1])
+    assert claims.shrinks_along([1, 2, 4, 8], [857.0, 600.0, 450.0, 361.0], 1.0)["holds"]  # Fig. 6: G_a falls with m_z
+    assert not claims.shrinks_along([2, 4, 64], [77.7, 120.0, 186.0], 1.0)["holds"]
+    assert not claims.shrinks_along([2, 4], [10.0, 9.5], 1.0)["holds"]  # falls, but by less than the tolerance
+    assert claims.grows_along([16, 32, 512], [0.8, 5.0, 77.7])["holds"] and not claims.grows_along([16, 32], [5.0, 1.0])["holds"]
+    assert claims.falls_by([41.0, 80.0, 35.0], 1.0) and not claims.falls_by([41.0, 120.0], 1.0) and not claims.falls_by([3.0], 1.0)
+    assert claims.worse_by({"a": (-100.0, -102.8), "b": (-100.0, -100.5), "c": (-100.0, -90.0)}, 1.0) == ["a"]
+
+
+def test_sweep_shapes_on_known_curves():
+    flat = claims.rises_then_flattens([-165.0, -141.0, -126.0, -124.4, -124.6], 1.0, 0.25)
+    assert flat["holds"] and flat["best_index"] == 3 and flat["rise"] == pytest.approx(40.6)
+    assert not claims.rises_then_flattens([-197.0, -180.0, -210.0], 1.0, 0.25)["flattens"]  # ends far below its best
+    assert not claims.rises_then_flattens([-120.0, -130.0, -140.0], 1.0, 0.25)["rises"]  # best at the start
+    assert not claims.rises_then_flattens([-150.0, -130.0, -100.0], 1.0, 0.25)["holds"]  # still rising steeply
+    u = claims.inverted_u([-180.0, -166.3, -170.0, -196.9], 1.0)
+    assert u["holds"] and u["peak_index"] == 1 and u["decline"] == pytest.approx(30.6)
+    assert not claims.inverted_u([-180.0, -170.0, -166.0], 1.0)["holds"]  # best at the widest: no U
+    assert not claims.inverted_u([-170.0, -166.0, -166.5], 1.0)["holds"]  # declines by less than the tolerance
+    assert claims.no_decline_at_end([-140.0, -131.0, -131.5], 1.0)["holds"]
+    late = claims.no_decline_at_end([-140.0, -131.2, -222.8], 1.0)
+    assert not late["holds"] and late["decline"] == pytest.approx(91.6) and late["peak_index"] == 1
+
+
+def test_down_up_down_on_known_paths():
+    # first leg (3 points) goes down to 160, then the path rises to 200 and comes back down to 150
+    path = [180.0, 165.0, 160.0, 175.0, 200.0, 150.0]
+    result = claims.down_up_down(path, 3, 1.0, 0.5)
+    assert result == {"first_descent": 20.0, "ascent": 40.0, "second_descent": 50.0, "holds": True}
+    assert not claims.down_up_down([180.0, 165.0, 160.0, 175.0, 200.0, 190.0], 3, 1.0, 0.5)["holds"]  # second descent 10 < 20
+    assert not claims.down_up_down([160.0, 170.0, 200.0, 150.0], 2, 1.0, 0.5)["holds"]  # no first descent
+    assert claims.down_up_down([], 0, 1.0, 0.5)["holds"] is False
+
+
+def test_not_copies():
+    assert claims.not_copies(7.8, 7.4, 0.0, min_ratio=0.5, max_near_copies=0.05) == {"ratio": pytest.approx(7.8 / 7.4), "holds": True}
+    assert not claims.not_copies(1.0, 7.4, 0.0, min_ratio=0.5, max_near_copies=0.05)["holds"]  # samples sit on training images
+    assert not claims.not_copies(7.8, 7.4, 0.2, min_ratio=0.5, max_near_copies=0.05)["holds"]  # too many near copies

@@ -184,3 +184,53 @@ def test_loss_curve_from_the_shipped_record_and_from_a_run(shipped, tiny_run):
     curve = S.loss_curve("binary_mnist", run_dir=tiny_run, window=2)
     assert curve["step"] == [2, 4, 6] and len(curve["mean_loss"]) == 3
     assert S.loss_curve("binary_mnist", run_dir=tiny_run, step=2, window=2)["step"] == [2]
+
+
+# --------------------------------------------------------------------------------------------
+# Settings per profile: the bank and the DM notebook
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "paper"])
+def test_one_bank_per_profile_shared_by_the_dm_notebook_and_the_vae_runs(profile):
+    from vaegen_utils import xiao2024
+
+    bank = S.bank_settings(profile)
+    assert bank.stage == "final" and bank.sampler in D.SAMPLERS and bank.seed == 0
+    assert S.dm_notebook_settings(profile).bank == bank == xiao2024.study(profile, "fashion_mnist").bank
+    assert xiao2024.bank_settings is S.bank_settings and xiao2024.BankSettings is S.BankSettings
+    assert S.bank_settings(profile, stage="early") == bank.with_changes(stage="early")
+    assert S.bank_settings(profile, steps=None, stage=None) == bank  # None: the profile's value
+    settings = S.dm_notebook_settings(profile)
+    assert settings.n_check <= settings.n_samples and settings.early_steps < settings.dm_steps
+    assert settings.models() == [("binary_mnist", "final"), ("fashion_mnist", "final"), ("binary_mnist", "early")]
+    json.dumps(settings.to_dict())
+
+
+def test_bank_and_dm_notebook_overrides():
+    assert S.bank_settings("paper").sample_options() == {"sampler": "heun", "steps": 18, "seed": 0, "precision": "bfloat16"}
+    assert S.bank_settings("cpu", steps=10).steps == 10
+    cpu = S.dm_notebook_settings("cpu")
+    assert not cpu.retrain and cpu.n_train == S.N_TRAIN and cpu.training_steps("early") == S.EARLY_STEP
+    assert S.dm_notebook_settings("cpu", retrain=True, n_samples=100).retrain
+    assert S.dm_notebook_settings("cpu", n_samples=100).n_check == 100, "n_check is capped at n_samples"
+    assert S.dm_notebook_settings("cpu", retrain=None, n_samples=None) == cpu
+    assert S.dm_notebook_settings("paper").n_train is None  # all 60,000 images
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: S.bank_settings("cpu", stpes=10), "'stpes' \\(did you mean 'steps'\\?\\)"),
+        (lambda: S.bank_settings("cpu", steps="20"), "steps must be an integer, got str '20'"),
+        (lambda: S.bank_settings("cpu", sampler="euler"), "unknown sampler 'euler'"),
+        (lambda: S.bank_settings("cpu", stage="middle"), "stage must be 'final' or 'early'"),
+        (lambda: S.dm_notebook_settings("cpu", n_sample=10), "'n_sample' \\(did you mean 'n_samples'\\?\\)"),
+        (lambda: S.dm_notebook_settings("cpu", datasets="binary_mnist"), "datasets must be a list .*got the string"),
+        (lambda: S.dm_notebook_settings("cpu", retrain="yes"), "retrain must be True or False"),
+        (lambda: S.dm_notebook_settings("cpu", n_samples="2000"), "n_check must be an integer|n_samples must be an integer"),
+    ],
+)
+def test_bad_bank_and_dm_notebook_settings_are_refused(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()

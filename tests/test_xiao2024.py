@@ -1,28 +1,17 @@
-"""Paper A experiment module (vaegen_utils/xiao2024.py) and the consistency of its notebooks."""
+"""Paper A experiment module (vaegen_utils/xiao2024.py): the named runs and figure settings per
+profile, the training methods, gaps and attack on tiny real data, and the CIFAR-10 path."""
 
 from __future__ import annotations
 
-import ast
+import dataclasses
+import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
 
 from vaegen_utils import cache as vcache
-from vaegen_utils import estimators, xiao2024
-
-REPO = Path(__file__).resolve().parents[1]
-VAE_NOTEBOOKS = sorted(
-    path for path in (REPO / "notebooks").glob("xiao2024_fig*.py")
-)
-# Settings every xiao2024 VAE notebook must share, so the notebooks reuse one cached model set.
-SHARED = (
-    "SUBSET_SEED", "N_TRAIN_BY_PROFILE", "N_TEST_BY_PROFILE", "SEEDS_BY_PROFILE", "EPOCHS_BY_PROFILE",
-    "EVAL_EVERY_BY_PROFILE", "CHECKPOINT_EVERY_BY_PROFILE", "BANK_BLOCKS_BY_PROFILE", "BANK_SAMPLER_BY_PROFILE",
-    "BANK_STEPS_BY_PROFILE", "BANK_SEED", "FIT_POINTS_BY_PROFILE", "FIT_SAMPLES", "FIT_LEARNING_RATE",
-    "FIT_MAX_STEPS_BY_PROFILE", "FIT_CHECK_EVERY", "FIT_PATIENCE", "FIT_EVAL_SAMPLES_BY_PROFILE",
-)
+from vaegen_utils import estimators, profiles, xiao2024
 
 
 def tiny_study(**changes) -> xiao2024.Study:
@@ -30,21 +19,6 @@ def tiny_study(**changes) -> xiao2024.Study:
                     batch_size=10, latent_dim=2, hidden_width=8)
     settings.update(changes)
     return xiao2024.Study(**settings)
-
-
-def parameter_values(path: Path) -> dict:
-    """Literal assignments of a notebook's parameters cell (the cell tagged `parameters`)."""
-    source = path.read_text()
-    start = source.index('# %% tags=["parameters"]')
-    end = source.index("# %%", start + 10)
-    values = {}
-    for node in ast.parse(source[start:end]).body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            try:
-                values[node.targets[0].id] = ast.literal_eval(node.value)
-            except ValueError:
-                pass  # PROFILE = current_profile()
-    return values
 
 
 # --------------------------------------------------------------------------------------------
@@ -55,9 +29,11 @@ def parameter_values(path: Path) -> dict:
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"variant": "cifar"}, "variant must be one of"),
-        ({"seeds": []}, "seeds must be a non-empty list"),
-        ({"seeds": [0, 0]}, "seeds must be a non-empty list of distinct"),
+        ({"variant": "cifar"}, "unknown variant 'cifar' \\(did you mean 'cifar10'\\?\\)"),
+        ({"seeds": []}, "seeds needs at least 1 value"),
+        ({"seeds": "15"}, "seeds must be a list such as \\[0, 1, 2\\], got the string '15'"),
+        ({"seeds": [0, 0]}, "seeds must be distinct"),
+        ({"seeds": [0, -1]}, "seeds\\[1\\] must be an integer >= 0"),
         ({"batch_size": 50}, "batch_size must be an integer in 1..20"),
         ({"checkpoint_every": 5}, "checkpoint_every must be an integer in 1..2"),
         ({"bank_blocks": 0}, "k of Algorithm 2"),
@@ -70,7 +46,7 @@ def test_bad_study_settings_fail_early_with_the_fix(changes, message):
 
 
 def test_bad_method_and_bank_stage_are_named():
-    with pytest.raises(ValueError, match="method must be one of"):
+    with pytest.raises(ValueError, match="unknown method 'mixup'"):
         xiao2024.check_method("mixup")
     with pytest.raises(ValueError, match="stage must be 'final' or 'early'"):
         xiao2024.BankSettings(stage="middle")
@@ -83,6 +59,120 @@ def test_model_follows_paper_a_and_the_size_settings():
     assert config.latent_dim == 5 and config.hidden_sizes == (7, 7)
     assert xiao2024.Study(**{**tiny_study().__dict__, "variant": "fashion_mnist"}).model_config().likelihood == "fixed_variance_gaussian"
     assert study.checkpoint_epochs() == [1, 2] and study.bank_size() == 10 * 20
+
+
+# --------------------------------------------------------------------------------------------
+# Named runs and figure settings, per profile
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("profile", profiles.PROFILES)
+def test_every_builder_gives_valid_settings_for_every_profile(profile):
+    for variant in xiao2024.VARIANTS:
+        run = xiao2024.study(profile, variant)
+        assert run.variant == variant and run.bank == xiao2024.bank_settings(profile)
+        assert isinstance(xiao2024.attack_settings(profile, variant), xiao2024.AttackSettings)
+    assert xiao2024.fit_settings(profile).n_points <= xiao2024.study(profile, "binary_mnist").n_test
+    figures = [xiao2024.fig02_settings(profile), xiao2024.fig02c_settings(profile), xiao2024.fig04_settings(profile),
+               xiao2024.fig07_settings(profile)]
+    for settings in figures:
+        assert settings.runs(), type(settings).__name__
+        assert all(method in xiao2024.METHODS for _, method in settings.runs())
+        assert json.loads(json.dumps(settings.to_dict())), "to_dict() goes into the results JSON as is"
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            settings.methods = ("normal",)
+
+
+def test_paper_profile_follows_paper_a():
+    run = xiao2024.study("paper", "binary_mnist")
+    assert (run.epochs, run.seeds, run.latent_dim, run.hidden_width) == (1000, (0, 1, 2), 16, 512)  # Sec. 5, App. B.1
+    assert run.bank_blocks == 1000 and run.bank.sampler == "heun" and run.bank.steps == 18  # Alg. 2 (k = T), App. D
+    cifar = xiao2024.study("paper", "cifar10").model_config()
+    assert (cifar.latent_channels, cifar.channels) == (1, 256)  # Tables 4-6: m_z = 1, n_c = 256
+    assert xiao2024.attack_settings("paper", "binary_mnist") == xiao2024.AttackSettings()  # Table 2, MNIST-type
+    colour = xiao2024.attack_settings("paper", "cifar10")
+    assert (colour.n_reference, colour.steps, colour.radius, colour.restarts) == (20, 100, 0.05, 10)  # Table 2, CIFAR-10
+    assert "fashion_mnist_mol" in xiao2024.fig02_settings("paper").variants  # Fig. 12 only in paper
+    assert "fashion_mnist_mol" not in xiao2024.fig02_settings("cpu").variants
+
+
+@pytest.mark.parametrize("profile", profiles.PROFILES)
+def test_notebooks_that_need_the_same_model_get_the_same_run(profile):
+    fig02, fig02c = xiao2024.fig02_settings(profile), xiao2024.fig02c_settings(profile)
+    fig04, fig07 = xiao2024.fig04_settings(profile), xiao2024.fig07_settings(profile)
+    base = xiao2024.study(profile, "binary_mnist")
+    assert fig02.studies == fig02c.studies  # fig02c attacks fig02's models
+    assert fig02.studies["binary_mnist"] == base == fig04.base == fig07.base == fig07.size_study(16, 512)
+    assert fig04.k_study(base.bank_blocks) == base, "fig04's k run at the profile's k is fig02's DMaaPx run"
+    if profile != "smoke":
+        assert fig04.stage_study("final") == fig04.k_study(xiao2024.PLATEAU_K)
+        assert fig04.stage_study("early").bank == xiao2024.bank_settings(profile, stage="early")
+    shared = {(run, method) for run, method in fig02.runs()} & {(run, method) for run, method in fig07.runs()}
+    assert {(base, "normal"), (base, "dmaapx")} <= shared
+
+
+def test_the_shared_run_has_one_cache_key():
+    fig02, fig07 = xiao2024.fig02_settings("smoke"), xiao2024.fig07_settings("smoke")
+    assert xiao2024.run_key(fig02.studies["binary_mnist"], "normal") == xiao2024.run_key(fig07.size_study(16, 512), "normal")
+    assert xiao2024.run_key(fig07.size_study(2, 512), "normal") != xiao2024.run_key(fig07.base, "normal")
+
+
+def test_overrides_replace_the_profile_value_and_none_keeps_it():
+    cpu = xiao2024.study("cpu", "binary_mnist")
+    assert xiao2024.study("cpu", "binary_mnist", epochs=None, seeds=None) == cpu
+    changed = xiao2024.study("cpu", "binary_mnist", epochs=80, seeds=[0, 1])
+    assert (changed.epochs, changed.seeds) == (80, (0, 1)) and changed.n_train == cpu.n_train
+    assert xiao2024.study("cpu", "binary_mnist", bank=xiao2024.bank_settings("cpu", stage="early")).bank.stage == "early"
+    fig02 = xiao2024.fig02_settings("cpu", epochs=80, variants=["binary_mnist"])
+    assert fig02.variants == ("binary_mnist",) and fig02.studies["binary_mnist"].epochs == 80
+    assert xiao2024.fig02_settings("cpu", variants=None).variants == xiao2024.fig02_settings("cpu").variants
+    assert xiao2024.fig04_settings("cpu", k_values=[1, 10]).runs()[-1][0].bank_blocks == 10
+    assert xiao2024.fig04_settings("smoke").quality_k == 2, "smoke's sweep stops at k = 2: the DM comparison uses it"
+    fig07 = xiao2024.fig07_settings("cpu", latent_sweep={"normal": [2, 16]}, width_sweep={"normal": {2: [32, 64]}}, epochs=100)
+    assert fig07.plan() == {("normal", 2, 512): True, ("normal", 16, 512): True, ("normal", 2, 32): False,
+                            ("normal", 2, 64): False}
+    assert fig07.base.epochs == 100 and fig07.cifar_base.epochs == 50, "epochs override the MLP runs; CIFAR has its own"
+    assert xiao2024.fit_settings("cpu", max_steps=None) == xiao2024.fit_settings("cpu")
+    assert xiao2024.fit_settings("cpu", max_steps=600).max_steps == 600
+    assert xiao2024.attack_settings("cpu", "binary_mnist", restarts=3).restarts == 3
+
+
+def test_fig07_plan_measures_g_a_on_the_latent_sweep_only():
+    settings = xiao2024.fig07_settings("cpu")
+    plan = settings.plan()
+    assert (settings.small_latent, settings.large_latent, settings.base_width) == (2, 64, 512)
+    assert plan["normal", 2, 512] and plan["normal", 64, 512] and plan["dmaapx", 16, 512]  # latent sweep
+    assert not plan["normal", 2, 16] and not plan["dmaapx", 2, 128]  # width sweep only
+    assert len(plan) == 5 + 3 + 6 + 6 - 2 + 3 - 1  # latent + dmaapx latent + two width sweeps + dmaapx widths, overlaps once
+    assert settings.cifar_sizes() == [(1, 32), (8, 32)]
+    assert [run.latent_dim for run, _ in settings.runs()[-2:]] == [64, 512] and all(
+        method == "normal" for _, method in settings.runs()[-2:])
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: xiao2024.study("cpu", "binary_mnist", epoch=80), "unknown xiao2024.study override field.*'epoch' \\(did you mean 'epochs'\\?\\)"),
+        (lambda: xiao2024.study("cpu", "binary_mnist", seeds="15"), "seeds must be a list .*got the string '15'"),
+        (lambda: xiao2024.study("gpu", "binary_mnist"), "unknown profile 'gpu'"),
+        (lambda: xiao2024.study("cpu", "mnist"), "unknown variant 'mnist'"),
+        (lambda: xiao2024.fit_settings("cpu", max_step=10), "'max_step' \\(did you mean 'max_steps'\\?\\)"),
+        (lambda: xiao2024.attack_settings("cpu", "binary_mnist", radius="0.1"), "radius must be a number"),
+        (lambda: xiao2024.fig02_settings("cpu", variants="binary_mnist"), "variants must be a list .*got the string"),
+        (lambda: xiao2024.fig02_settings("cpu", variant=["binary_mnist"]), "unknown xiao2024.fig02_settings override field.*'variant' \\(did you mean 'variants'\\?\\)"),
+        (lambda: xiao2024.fig02c_settings("cpu", epochz=3), "'epochz' \\(did you mean 'epochs'\\?\\)"),
+        (lambda: xiao2024.fig04_settings("cpu", k_values="15"), "k_values must be a list .*got the string '15'"),
+        (lambda: xiao2024.fig04_settings("cpu", k_values=[1, 2, 5]), "must contain plateau_k=10"),
+        (lambda: xiao2024.fig04_settings("cpu", k_values=[10, 1]), "ascending and distinct"),
+        (lambda: xiao2024.fig07_settings("cpu", latent_sweep={"normal": "16"}), "latent_sweep\\['normal'\\] must be a list"),
+        (lambda: xiao2024.fig07_settings("cpu", latent_sweep={"fresh": [2]}), "unknown latent_sweep method 'fresh'"),
+        (lambda: xiao2024.fig07_settings("cpu", width_sweep={"dmaapx": {2: [32]}}), "width_sweep needs latent sizes for 'normal'"),
+        (lambda: xiao2024.fig07_settings("cpu", cifar_epoch=3), "'cifar_epoch' \\(did you mean 'cifar_epochs'\\?\\)"),
+    ],
+)
+def test_bad_overrides_are_refused_with_the_fix(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
 
 
 # --------------------------------------------------------------------------------------------
@@ -167,25 +257,6 @@ def test_robustness_attack_stays_in_budget(run_cache):
     assert max(result["max_abs_epsilon"]) <= attack.radius + 1e-6
     assert all(math.isfinite(v) for v in result["G_r"])
     assert all(0 <= v <= 1 for v in result["input_ms_ssim"])
-
-
-# --------------------------------------------------------------------------------------------
-# Notebooks
-# --------------------------------------------------------------------------------------------
-
-
-def test_vae_notebooks_share_their_settings():
-    assert len(VAE_NOTEBOOKS) >= 3, VAE_NOTEBOOKS
-    values = {path.stem: parameter_values(path) for path in VAE_NOTEBOOKS}
-    reference_name = "xiao2024_fig02_synthetic_data"
-    reference = values[reference_name]
-    for name, settings in values.items():
-        for key in SHARED:
-            if key in settings:
-                assert settings[key] == reference[key], (
-                    f"{name} sets {key} = {settings[key]!r} but {reference_name} has {reference[key]!r}; keep them equal so "
-                    "the notebooks share one cached model set"
-                )
 
 
 # --------------------------------------------------------------------------------------------

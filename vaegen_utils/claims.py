@@ -19,6 +19,14 @@ Comparisons
 
 zhang2022 (paper B)
 - `rise_after_minimum`, `ordered`, `nearly_flat`, `dominates`, `reproduces_improvement`.
+
+
+xiao2024 (paper A)
+- `smallest`, `matches_and_beats`, `within_budget` (orderings of the training methods, attack budget).
+- `falls_after_peak`, `stays_near_peak` (overfitting vs not, Fig. 2).
+- `spearman`, `shrinks_along`, `grows_along`, `rises_then_flattens`, `inverted_u`, `no_decline_at_end`,
+  `falls_by`, `worse_by`, `down_up_down` (size sweeps, Figs. 6-8).
+- `not_copies` (the diffusion model's memorization check).
 """
 
 from __future__ import annotations
@@ -281,3 +289,133 @@ def reproduces_improvement(
         relative_improvement(baseline, improved)
         >= relative_floor * relative_improvement(reference_baseline, reference_improved)
     )
+
+
+# xiao2024 (paper A): orderings of the training methods, overfitting curves, size sweeps
+# ------------------------------------------------------------------------------------------------
+
+
+def smallest(values: Mapping) -> object:
+    """The key with the smallest value (ties: the first in the mapping's order), e.g. the method with
+    the smallest gap in paper A Table 7."""
+    if not values:
+        raise ValueError("smallest needs at least one value")
+    return min(values, key=values.get)
+
+
+def falls_after_peak(peak: Mapping, last_epoch: int, fraction: float) -> bool:
+    """Overfitting as in paper A Fig. 2 (left): a curve summarised by `peak_then_drop` peaks before
+    `last_epoch` and falls from its peak by more than `fraction` x |peak| by the end."""
+    return bool(peak["drop"] > fraction * abs(peak["peak"]) and peak["peak_epoch"] < last_epoch)
+
+
+def stays_near_peak(peak: Mapping, fraction: float) -> bool:
+    """The opposite verdict for a curve that should keep rising: it ends within `fraction` x |peak| of its peak."""
+    return bool(peak["drop"] <= fraction * abs(peak["peak"]))
+
+
+def within_budget(values, budget: float, slack: float = 1e-6) -> bool:
+    """Every value is at most `budget` (+ `slack` for float rounding), e.g. |ε| of an L∞ attack."""
+    return bool(all(value <= budget + slack for value in values))
+
+
+def matches_and_beats(values: Mapping, subject, matched, beaten, tolerance: float) -> bool:
+    """values[subject] is at most `tolerance` above values[matched] and strictly below every key in `beaten`."""
+    return bool(values[subject] <= values[matched] + tolerance and values[subject] < min(values[key] for key in beaten))
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Rank correlation of two short sequences (ranks by order of appearance, no tie correction; 0 for
+    fewer than two points)."""
+    if len(x) != len(y):
+        raise ValueError(f"spearman needs two sequences of the same length, got {len(x)} and {len(y)}")
+    rank_x, rank_y = np.argsort(np.argsort(x)), np.argsort(np.argsort(y))
+    return float(np.corrcoef(rank_x, rank_y)[0, 1]) if len(x) > 1 else 0.0
+
+
+def shrinks_along(sizes: Sequence[float], values: Sequence[float], tolerance: float) -> dict:
+    """`values` fall along `sizes`: the last is more than `tolerance` below the first and the rank
+    correlation is negative. Returns {"spearman", "holds"}."""
+    rho = spearman(sizes, values)
+    return {"spearman": rho, "holds": bool(values[-1] < values[0] - tolerance and rho < 0)}
+
+
+def grows_along(sizes: Sequence[float], values: Sequence[float]) -> dict:
+    """`values` grow along `sizes`: the last above the first and a positive rank correlation.
+    Returns {"spearman", "holds"}."""
+    rho = spearman(sizes, values)
+    return {"spearman": rho, "holds": bool(values[-1] > values[0] and rho > 0)}
+
+
+def rises_then_flattens(values: Sequence[float], tolerance: float, flat_fraction: float) -> dict:
+    """A score (larger is better) that rises along a sweep and then flattens (paper A Fig. 7a).
+
+    rise = best - first (must exceed `tolerance`, best not first); flattens: the last value is within
+    `tolerance` of the best and the last step moves it by less than `flat_fraction` x max(rise,
+    tolerance). Returns {"best_index", "rise", "last_step", "rises", "flattens", "holds"}.
+    """
+    array = np.asarray(values, dtype=np.float64)
+    best = int(np.argmax(array))
+    rise = float(array[best] - array[0])
+    last_step = float(array[-1] - array[-2]) if len(array) > 1 else 0.0
+    rises = bool(rise > tolerance and best > 0)
+    flattens = bool(array[-1] >= array[best] - tolerance and abs(last_step) < flat_fraction * max(rise, tolerance))
+    return {"best_index": best, "rise": rise, "last_step": last_step, "rises": rises, "flattens": flattens,
+            "holds": rises and flattens}
+
+
+def inverted_u(values: Sequence[float], tolerance: float) -> dict:
+    """A score (larger is better) with its best strictly inside the sweep and the last value more than
+    `tolerance` below it (paper A Fig. 7c: U-shaped negative ELBO). Returns {"peak_index", "decline", "holds"}."""
+    array = np.asarray(values, dtype=np.float64)
+    peak = int(np.argmax(array))
+    decline = float(array[peak] - array[-1])
+    return {"peak_index": peak, "decline": decline, "holds": bool(0 < peak < len(array) - 1 and decline > tolerance)}
+
+
+def no_decline_at_end(values: Sequence[float], tolerance: float) -> dict:
+    """The last value of a score (larger is better) is within `tolerance` of its best (Fig. 7d: no decline).
+    Returns {"peak_index", "decline", "holds"}."""
+    array = np.asarray(values, dtype=np.float64)
+    decline = float(array.max() - array[-1])
+    return {"peak_index": int(np.argmax(array)), "decline": decline, "holds": bool(decline <= tolerance)}
+
+
+def falls_by(values: Sequence[float], tolerance: float) -> bool:
+    """At least two values and the last more than `tolerance` below the first."""
+    return bool(len(values) > 1 and values[-1] < values[0] - tolerance)
+
+
+def worse_by(pairs: Mapping, tolerance: float) -> list:
+    """Keys of `pairs` {key: (baseline, candidate)} (larger is better) where the candidate is more than
+    `tolerance` below the baseline."""
+    return [key for key, (baseline, candidate) in pairs.items() if candidate < baseline - tolerance]
+
+
+def down_up_down(losses: Sequence[float], first_leg: int, tolerance: float, descent_fraction: float) -> dict:
+    """Paper A Fig. 8's "down, up, down again" of a loss along a path of model sizes.
+
+    The first descent ends at the lowest loss among the first `first_leg` points; the ascent runs from
+    there to the highest loss after it; the second descent from that worst point to the end of the path.
+    Holds when the first descent and the ascent exceed `tolerance` and the second descent exceeds
+    max(tolerance, descent_fraction x ascent). Returns the three amounts and "holds".
+    """
+    array = np.asarray(losses, dtype=np.float64)
+    if not len(array):
+        return {"first_descent": 0.0, "ascent": 0.0, "second_descent": 0.0, "holds": False}
+    first_min = int(np.argmin(array[:first_leg])) if first_leg else 0
+    later_max = first_min + int(np.argmax(array[first_min:]))
+    first_descent = float(array[0] - array[first_min])
+    ascent = float(array[later_max] - array[first_min])
+    second_descent = float(array[later_max] - array[-1])
+    holds = bool(first_descent > tolerance and ascent > tolerance and second_descent > max(tolerance, descent_fraction * ascent))
+    return {"first_descent": first_descent, "ascent": ascent, "second_descent": second_descent, "holds": holds}
+
+
+def not_copies(plausible_median: float, test_median: float, near_copy_fraction: float, *, min_ratio: float,
+               max_near_copies: float) -> dict:
+    """A generative model's samples are new images, not copies of its training set: their median
+    distance to the nearest training image is at least `min_ratio` x that of real test images, and at
+    most `max_near_copies` of them are nearer than the test images' 1st percentile. Returns {"ratio", "holds"}."""
+    ratio = plausible_median / test_median
+    return {"ratio": ratio, "holds": bool(ratio >= min_ratio and near_copy_fraction <= max_near_copies)}

@@ -1,6 +1,6 @@
 """Paper A's pre-trained diffusion models and their sample banks (the "DM" of DMaaPx).
 
-Paper A (Xiao, Zenn, Bamler 2024, App. D; papers.md A.3) trains an EDM (Karras et al. 2022) from
+Paper A (Xiao, Zenn, Bamler 2024, Sec. 5.1 and App. D) trains an EDM (Karras et al. 2022) from
 scratch on each VAE training set (8 x A100 for about a day per model) and samples it once with an
 18-step Heun sampler; Algorithm 2 (App. B.9) then trains the VAE on T x N of those samples. Neither
 the EDM training nor its checkpoints can be reproduced or downloaded here, so this module provides
@@ -29,24 +29,31 @@ the CPU-sized substitute built by `vaegen_utils.diffusion`:
   its size, so every notebook reads a prefix of the same bank. The bank's manifest records the
   weights' SHA-256, sampler, steps and seed; `source.json` next to it names the shipped checkpoint.
 
+- **Settings per profile, defined once** (`bank_settings`, `dm_notebook_settings`): which sampler
+  and how many steps make the bank (every DMaaPx run of the `xiao2024_*` notebooks and of the gap
+  decomposition reads the same bank), and what `vaegen_xiao2024_diffusion_model` trains, samples and
+  checks.
+
 Typical use (the VAE notebooks):
 
-    bank = synthetic.sample_bank("binary_mnist", 20_000, steps=10)
+    bank = synthetic.sample_bank("binary_mnist", 20_000, **synthetic.bank_settings("cpu").sample_options())
     source = bank.data_source(1000, binarize=True, pad_to=32)   # training.train(..., data_source=source)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
-from . import data, diffusion, paths
+from . import data, diffusion, paths, profiles
 from . import io as vio
-from .checks import file_sha256
+from .checks import check_choice, check_int, check_sequence, file_sha256
 
 #: Where the shipped checkpoints live (a repository folder, committed to git).
 SHIPPED_ROOT = paths.repo_root() / "checkpoints" / "xiao2024"
@@ -82,6 +89,166 @@ RETRAIN_NOTE = (
     "3000 bf16 steps of batch 128, about 1 h per model on one torch thread (measured 55 min for BinaryMNIST, "
     "50 min for FashionMNIST on the shared 2-core machine; provenance.json 'train_seconds')"
 )
+
+
+# --------------------------------------------------------------------------------------------
+# Settings per profile: the sample bank and the diffusion-model notebook
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BankSettings:
+    """Which diffusion model and sampler make the synthetic data of DMaaPx (`sample_bank`).
+
+    stage      "final" or "early" shipped checkpoint (the early one answers paper A's open question
+               of how the DM's quality changes the gains, Sec. 6; binary_mnist only).
+    sampler    "ddim" (deterministic, eta = 0) or "heun" (paper A App. D: EDM's 2nd-order Heun
+               sampler, 18 steps).
+    steps      sampler steps (cost is proportional to them).
+    seed       seed of the initial noise (sample i always gets the same noise, so banks extend).
+    precision  the UNet under bf16 autocast while sampling ("bfloat16", 2-3x faster on CPU) or float32.
+    dm_steps   training steps of a DM that is not shipped (CIFAR-10): trained once into the cache on
+               the study's own training images (paper A App. D: the DM sees only D_train).
+
+    How many blocks of the bank a run reads (k of Algorithm 2) belongs to the run, not to the bank:
+    every k reads a prefix of the same bank.
+    """
+
+    stage: str = "final"
+    sampler: str = "ddim"
+    steps: int = 20
+    seed: int = 0
+    precision: str = "bfloat16"
+    dm_steps: int = 3000
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise ValueError(f"stage must be 'final' or 'early' (the shipped diffusion checkpoints), got {self.stage!r}")
+        check_choice("sampler", self.sampler, diffusion.SAMPLERS)
+        check_int("steps", self.steps, minimum=1)
+        check_int("seed", self.seed, minimum=0)
+        check_choice("precision", self.precision, ("bfloat16", "float32"))
+        check_int("dm_steps", self.dm_steps, minimum=1)
+
+    def with_changes(self, **changes) -> "BankSettings":
+        return dataclasses.replace(self, **changes)
+
+    def sample_options(self) -> dict:
+        """`sample_bank`'s sampler arguments (sampler, steps, seed, precision)."""
+        return {"sampler": self.sampler, "steps": self.steps, "seed": self.seed, "precision": self.precision}
+
+
+_BANK_COMMON = {"stage": "final", "seed": 0, "precision": "bfloat16", "dm_steps": 3000}
+#: The bank per profile. cpu: 20 DDIM steps (clearly fewer isolated speckles on BinaryMNIST than 10,
+#: at twice the cost; see vaegen_xiao2024_diffusion_model); paper: EDM's Heun sampler with 18 steps
+#: (paper A App. D, 35 network evaluations).
+BANK_BY_PROFILE = {
+    "smoke": {**_BANK_COMMON, "sampler": "ddim", "steps": 2},
+    "cpu": {**_BANK_COMMON, "sampler": "ddim", "steps": 20},
+    "paper": {**_BANK_COMMON, "sampler": "heun", "steps": 18},
+}
+
+
+def bank_settings(profile: str, stage: str | None = "final", **overrides) -> BankSettings:
+    """The sample bank of `profile` (one bank for every DMaaPx run of that profile).
+
+    `stage` picks the shipped checkpoint ("final" or "early"); other overrides (sampler, steps, seed,
+    precision, dm_steps) replace the profile's value unless None. Unknown names are refused.
+    """
+    return BankSettings(**profiles.resolve(profile, BANK_BY_PROFILE, stage=stage, **overrides))
+
+
+@dataclass(frozen=True)
+class DMNotebookSettings:
+    """What `vaegen_xiao2024_diffusion_model` loads or trains, samples and checks.
+
+    datasets       the data sets with a DM (paper A's MNIST-type sets, Table 3).
+    early_dataset  the data set whose early checkpoint is compared with its final one.
+    retrain        train the DMs here (True) or load the shipped checkpoints (False).
+    n_train        the DM's training images, the same as the VAEs' (None: all 60,000).
+    subset_seed    which training images form that subset.
+    dm_steps, early_steps  training steps of the final and the early checkpoint when retraining.
+    bank           the sample bank (`bank_settings`: the VAE notebooks read the same bank).
+    n_samples      samples per DM checked here (the banks' first images).
+    n_test         real test images for the nearest-neighbour distances.
+    check_steps    the sampler check: the bank's steps against this many, on the same seeds.
+    n_check        images in that check (at most n_samples).
+    seed           seeds the nearest-neighbour subsamples (the samples have the bank's seed).
+    """
+
+    datasets: tuple[str, ...]
+    early_dataset: str
+    retrain: bool
+    n_train: int | None
+    subset_seed: int
+    dm_steps: int
+    early_steps: int
+    bank: BankSettings
+    n_samples: int
+    n_test: int
+    check_steps: int
+    n_check: int
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "datasets",
+            check_sequence("datasets", self.datasets, lambda name, value: _check_dataset(value), example='["binary_mnist"]'),
+        )
+        _check_dataset(self.early_dataset)
+        if not isinstance(self.retrain, bool):
+            raise ValueError(f"retrain must be True or False, got {self.retrain!r}")
+        if self.n_train is not None:
+            check_int("n_train", self.n_train, minimum=1, hint="None: all 60,000 training images")
+        check_int("subset_seed", self.subset_seed, minimum=0)
+        check_int("dm_steps", self.dm_steps, minimum=1)
+        check_int("early_steps", self.early_steps, minimum=1, maximum=self.dm_steps)
+        if not isinstance(self.bank, BankSettings):
+            raise ValueError(f"bank must be a BankSettings (synthetic.bank_settings(profile)), got {type(self.bank).__name__}")
+        check_int("n_samples", self.n_samples, minimum=1)
+        check_int("n_test", self.n_test, minimum=1, maximum=10_000)
+        check_int("check_steps", self.check_steps, minimum=1)
+        check_int("n_check", self.n_check, minimum=1, maximum=self.n_samples, hint="at most n_samples")
+        check_int("seed", self.seed, minimum=0)
+
+    def models(self) -> list[tuple[str, str]]:
+        """The (dataset, stage) DMs the notebook loads or trains: every final one, then the early one."""
+        return [(dataset, "final") for dataset in self.datasets] + [(self.early_dataset, "early")]
+
+    def training_steps(self, stage: str) -> int:
+        """Training steps of the `stage` checkpoint when the DMs are retrained here."""
+        return {"final": self.dm_steps, "early": self.early_steps}[_check_stage(stage)]
+
+    def to_dict(self) -> dict:
+        settings = dataclasses.asdict(self)
+        return {**settings, "datasets": list(self.datasets), "bank": self.bank.sample_options() | {"stage": self.bank.stage}}
+
+
+#: The DM notebook per profile. cpu: load the shipped checkpoints (about an hour per model to
+#: retrain); paper: retrain our UNet on all 60,000 images for 50,000 steps (paper A's EDM is not
+#: reproducible here), early checkpoint at 1/4 of the run as in the cpu profile (750 of 3000).
+DM_NOTEBOOK_BY_PROFILE = {
+    "smoke": {"retrain": False, "n_train": N_TRAIN, "dm_steps": FINAL_STEP, "early_steps": EARLY_STEP,
+              "n_samples": 16, "n_test": 200, "check_steps": 4, "n_check": 8},
+    "cpu": {"retrain": False, "n_train": N_TRAIN, "dm_steps": FINAL_STEP, "early_steps": EARLY_STEP,
+            "n_samples": 2000, "n_test": 10_000, "check_steps": 50, "n_check": 250},
+    "paper": {"retrain": True, "n_train": None, "dm_steps": 50_000, "early_steps": 12_500,
+              "n_samples": 10_000, "n_test": 10_000, "check_steps": 50, "n_check": 1000},
+}
+
+
+def dm_notebook_settings(profile: str, *, bank: BankSettings | None = None, **overrides) -> DMNotebookSettings:
+    """The settings of `vaegen_xiao2024_diffusion_model` for `profile`, with overrides (None: the profile's).
+
+    Overrides: retrain, n_train, dm_steps, early_steps, n_samples, n_test, check_steps, n_check (each
+    a table entry), datasets, early_dataset, subset_seed, seed; `bank` defaults to
+    `bank_settings(profile)`, the bank the VAE notebooks read. n_check is capped at n_samples.
+    """
+    fixed = {"datasets": DATASETS, "early_dataset": "binary_mnist", "subset_seed": SUBSET_SEED, "seed": 0}
+    table = {name: {**fixed, **values} for name, values in DM_NOTEBOOK_BY_PROFILE.items()}
+    settings = profiles.resolve(profile, table, **overrides)
+    settings["n_check"] = min(check_int("n_check", settings["n_check"], minimum=1), check_int("n_samples", settings["n_samples"], minimum=1))
+    return DMNotebookSettings(bank=bank_settings(profile) if bank is None else bank, **settings)
 
 
 # --------------------------------------------------------------------------------------------
