@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import hashlib
 import math
 import operator
@@ -131,6 +132,25 @@ def check_fields(owner: str, given: Iterable[str], valid: Iterable[str]) -> None
         close = difflib.get_close_matches(name, valid, n=1)
         hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
     raise ValueError(f"unknown {owner} field(s) {', '.join(hints)}; valid fields: {', '.join(valid)}")
+
+
+def named_fields(cls: type[T]) -> type[T]:
+    """Class decorator for a config dataclass: a misspelt keyword names the valid fields.
+
+    The generated `__init__` would raise `TypeError: unexpected keyword argument 'epoch'`; with
+    this decorator the error is `ValueError: unknown TrainConfig field(s) 'epoch' (did you mean
+    'epochs'?); valid fields: ...`. Apply it above `@dataclass`.
+    """
+    names = [field.name for field in dataclasses.fields(cls)]
+    generated = cls.__init__
+
+    @functools.wraps(generated)
+    def __init__(self, *args, **kwargs):
+        check_fields(cls.__name__, kwargs, names)
+        generated(self, *args, **kwargs)
+
+    cls.__init__ = __init__
+    return cls
 
 
 def dataclass_from_dict(cls: type[T], values: Mapping[str, Any]) -> T:
