@@ -34,12 +34,10 @@ from vaegen_utils.profiles import current_profile
 
 PROFILE = current_profile()  # smoke | cpu | paper: env VAEGEN_PROFILE (default cpu) or papermill -p PROFILE
 SEED = 0  # chooses the random samples and the points drawn in the scatter
-SPLITS = ["random", "checkerboard", "cd-16k", "cv-16k"]  # the four kinds of split (§4.2), in the paper's Fig. 2 order
+NN_MAX_TEST = None  # test points whose nearest training image is searched (None: the profile's, shared with fig03)
+RANDOM_SAMPLES = None  # random data-set images in Fig. 1 (None: the profile's)
 SCATTER_POINTS = 600  # points per scatter panel (paper's Fig. 2: "600 samples with 2 generative factors")
 STEPS_PER_FACTOR = 10  # images per row in the factor sweep of Fig. 1
-# Test points whose nearest training image is searched (uniform subsample; all = 147k x 16k x 3072 dims, ~150 s).
-NN_MAX_TEST_BY_PROFILE = {"smoke": 300, "cpu": 2000, "paper": 10_000}
-RANDOM_SAMPLES_BY_PROFILE = {"smoke": 16, "cpu": 48, "paper": 48}  # random data-set images in Fig. 1
 SIMILAR_TOLERANCE = 0.15  # "similar NN-distance distributions": medians within 15% of each other
 
 # %% [markdown]
@@ -49,25 +47,17 @@ SIMILAR_TOLERANCE = 0.15  # "similar NN-distance distributions": medians within 
 import matplotlib.pyplot as plt
 import numpy as np
 
-from vaegen_utils import bozkurt2021
-from vaegen_utils import tetrominoes
-from vaegen_utils.figures import sample_grid, savefig, use_style
-from vaegen_utils.profiles import by_profile
-from vaegen_utils.results import Claim, Stopwatch, write_results
-from vaegen_utils.seeding import set_seed
+from vaegen_utils import bozkurt2021, notebook, tetrominoes
+from vaegen_utils.claims import within_fraction
+from vaegen_utils.figures import sample_grid
+from vaegen_utils.results import Claim
 
-stopwatch = Stopwatch()
-set_seed(SEED)
-use_style()
-
-# Sizes are resolved here, not in the parameters cell: papermill injects `-p PROFILE ...` *after*
-# that cell, so anything computed there from PROFILE would keep the default profile's value.
-NN_MAX_TEST = by_profile(PROFILE, NN_MAX_TEST_BY_PROFILE)
-RANDOM_SAMPLES = by_profile(PROFILE, RANDOM_SAMPLES_BY_PROFILE)
+run = notebook.start("bozkurt2021_fig01_dataset_splits", PROFILE, seed=SEED)
+S = bozkurt2021.fig01_settings(PROFILE, nn_max_test=NN_MAX_TEST, random_samples=RANDOM_SAMPLES)
 
 data = tetrominoes.load_tetrominoes()
 factors = data.factors.numpy()
-splits = {name: bozkurt2021.tetromino_split(data, name) for name in SPLITS}
+splits = {name: bozkurt2021.tetromino_split(data, name) for name in S.splits}
 for name, split in splits.items():
     print(f"{name:>13} {split.label:>22}: {split.num_train:>7,} train, {split.num_test:>7,} test, "
           f"{len(data) - split.num_train - split.num_test:>7,} unused")
@@ -85,7 +75,7 @@ for column, name in enumerate(tetrominoes.FACTOR_NAMES):
     row[:, column] = np.linspace(low, high, STEPS_PER_FACTOR, endpoint=False) + (high - low) / (2 * STEPS_PER_FACTOR)
     sweep_rows.append(row)
 swept = tetrominoes.render_tetrominoes(np.concatenate(sweep_rows)).astype(np.float32) / 255.0  # (5*S, 3, 32, 32)
-picked = np.random.default_rng(SEED).choice(len(data), RANDOM_SAMPLES, replace=False)
+picked = np.random.default_rng(SEED).choice(len(data), S.random_samples, replace=False)
 
 fig, axes = plt.subplots(1, 2, figsize=(7.2, 2.9), gridspec_kw={"width_ratios": [1.0, 1.05]})
 axes[0].imshow(sample_grid(swept, STEPS_PER_FACTOR), vmin=0, vmax=1)
@@ -95,11 +85,11 @@ axes[0].tick_params(length=0)
 axes[0].set_title("one factor swept (others at mid-range)", loc="left")
 axes[1].imshow(sample_grid(data.images[np.sort(picked)], 8), vmin=0, vmax=1)
 axes[1].set_axis_off()
-axes[1].set_title(f"{RANDOM_SAMPLES} random images of the {len(data):,}", loc="left")
+axes[1].set_title(f"{S.random_samples} random images of the {len(data):,}", loc="left")
 for spine in axes[0].spines.values():
     spine.set_visible(False)
 fig.suptitle("Bozkurt et al. 2021, Fig. 1: Tetrominoes (angle, hue, scale, x, y)", fontsize=9)
-savefig(fig, "bozkurt2021_fig01_dataset_splits", profile=PROFILE)
+run.savefig(fig)
 plt.show()
 
 # %% [markdown]
@@ -114,7 +104,7 @@ plt.show()
 cells = tetrominoes.checkerboard_cells(factors)
 in_slice = np.flatnonzero(np.all(cells[:, :3] == 0, axis=1))
 shown = np.sort(np.random.default_rng(SEED + 1).choice(in_slice, SCATTER_POINTS, replace=False))
-neighbours = {name: bozkurt2021.nearest_neighbours(split, max_test=NN_MAX_TEST) for name, split in splits.items()}
+neighbours = {name: bozkurt2021.nearest_neighbours(split, max_test=S.nn_max_test) for name, split in splits.items()}
 
 fig, axes = plt.subplots(2, 4, figsize=(7.4, 4.0), gridspec_kw={"height_ratios": [1.0, 0.75]})
 for column, (name, split) in enumerate(splits.items()):
@@ -136,11 +126,11 @@ for column, (name, split) in enumerate(splits.items()):
     hist_ax.set_xlim(0, max(np.percentile(n["distances"], 99.5) for n in neighbours.values()))
 axes[1, 0].set_ylabel("test points")
 fig.suptitle(f"Bozkurt et al. 2021, Fig. 2: the splits in (x, y), angle, hue and scale in their lower halves (top);\n"
-             f"distance of {NN_MAX_TEST:,} test images to their nearest training image (bottom, red: median)", fontsize=8)
+             f"distance of {S.nn_max_test:,} test images to their nearest training image (bottom, red: median)", fontsize=8)
 handles, labels = axes[0, 0].get_legend_handles_labels()
 fig.legend(handles[::-1], labels[::-1], loc="lower center", ncol=3, markerscale=2.5, bbox_to_anchor=(0.5, 0.0))
 fig.tight_layout(rect=(0, 0.05, 1, 1), h_pad=1.2)
-savefig(fig, "bozkurt2021_fig02_splits", profile=PROFILE)
+run.savefig(fig, "bozkurt2021_fig02_splits")
 plt.show()
 
 summary = {
@@ -174,14 +164,15 @@ claims.append(Claim(
     ),
     note="The checkerboard is 82,021/81,819, not exactly 50/50: its scale cut 3.5 splits the middle scale stratum (tetrominoes.py).",
 ))
-median = {name: summary[splits[name].label]["p50"] for name in SPLITS}
+median = {name: summary[splits[name].label]["p50"] for name in S.splits}
 ratio = median["checkerboard"] / median["cv-16k"]
 claims.append(Claim(
     id="checkerboard_distances_like_cv16k", paper="bozkurt2021", figure="§4.4 (Fig. 5 discussion)",
     statement="Checkerboard and CV(16k/147k) have a similar distribution of test-to-train NN distances",
     reported="similar", measured={"median_checkerboard": median["checkerboard"], "median_cv16k": median["cv-16k"],
                                   "ratio": ratio},
-    tolerance=f"medians within {SIMILAR_TOLERANCE:.0%}", holds=bool(abs(ratio - 1) <= SIMILAR_TOLERANCE),
+    tolerance=f"medians within {SIMILAR_TOLERANCE:.0%}",
+    holds=within_fraction(median["checkerboard"], median["cv-16k"], SIMILAR_TOLERANCE),
 ))
 claims.append(Claim(
     id="cd_closer_than_cv", paper="bozkurt2021", figure="§4.4 (Fig. 4 discussion)",
@@ -200,20 +191,13 @@ claims.append(Claim(
 # ## Results
 
 # %%
-path = write_results(
-    "bozkurt2021_fig01_dataset_splits",
-    profile=PROFILE,
-    seed=SEED,
-    config={"profile": PROFILE, "splits": SPLITS, "scatter_points": SCATTER_POINTS, "nn_max_test": NN_MAX_TEST,
-            "random_samples": RANDOM_SAMPLES, "steps_per_factor": STEPS_PER_FACTOR},
+run.finish(
+    config=S.to_dict() | {"scatter_points": SCATTER_POINTS, "steps_per_factor": STEPS_PER_FACTOR,
+                          "similar_tolerance": SIMILAR_TOLERANCE},
     metrics={"splits": {name: split.spec() for name, split in splits.items()}, "nn_distance_quantiles": summary,
              "factor_ranges": {name: ranges[index].tolist() for index, name in enumerate(tetrominoes.FACTOR_NAMES)}},
     claims=claims,
-    runtime_s=stopwatch.elapsed(),
 )
-print(f"wrote {path}")
-for claim in claims:
-    print(f"{'holds' if claim.holds else 'FAILS'}  {claim.statement}")
 # Sanity: every split is disjoint and inside the data set (the generator's splits are tested in
 # tests/test_tetrominoes.py; this guards the notebook's own use of them).
 for name, split in splits.items():

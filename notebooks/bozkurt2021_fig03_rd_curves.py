@@ -19,7 +19,7 @@
 # In this notebook we reproduce the RD analysis of paper C (Bozkurt et al., AISTATS 2021, §4.4,
 # Eq. 5-6) on the Tetrominoes: β-VAEs with a 10-dimensional latent, a Bernoulli decoder, Adam and
 # batch 128 are trained for the paper's 12 values β ∈ {0.001, ..., 5} (footnote 2; the cpu profile
-# keeps 8 of them, `CPU_BETAS`), and every trained model is one point (R, D) on the training or the
+# keeps 8 of them, `bozkurt2021.CPU_BETAS`), and every trained model is one point (R, D) on the training or the
 # test set.
 #
 # - **Fig. 3**: 1-layer vs 3-layer MLPs (512 units) on the dense split CV(82k/82k) and the sparse
@@ -38,42 +38,17 @@
 from vaegen_utils.profiles import current_profile
 
 PROFILE = current_profile()  # smoke | cpu | paper: env VAEGEN_PROFILE (default cpu) or papermill -p PROFILE
-SEED = 0  # seeds the evaluation noise and subsets; restart r derives all its training seeds from r
-PAPER_BETAS = [0.001, 0.005, 0.01, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0, 2.0, 3.0, 5.0]  # paper C, footnote 2
-# One ensemble member per β; smoke keeps 3 values so that a sweep costs a fraction of a second.
-# cpu: 8 of the 12 β (a sweep step costs about the same per member, so this cuts every sweep by a third);
-# it keeps both ends, 0.1 and its grid neighbours, β = 1 and two β > 1. The paper profile runs all 12.
-CPU_BETAS = [0.001, 0.01, 0.1, 0.3, 0.5, 1.0, 2.0, 5.0]  # the cpu grid (see above)
-BETAS_BY_PROFILE = {"smoke": [0.001, 1.0, 5.0], "cpu": CPU_BETAS, "paper": PAPER_BETAS}  # β of each sweep ensemble
-PRECISION = "bfloat16"  # CPU bf16 autocast for training (evaluation is float32); bfloat16 check in fig08
-DENSE_SPLIT = "random"  # CV(82k/82k): the 50/50 random split (§4.2, split 1)
-SPARSE_SPLIT = "cv-16k"  # CV(16k/147k) (§4.2, split 4)
-CHECKERBOARD_SPLIT = "checkerboard"  # 82k/82k, out-of-domain (§4.2, split 2)
-# Adam steps per sweep (paper: 257k for every model, §4.3). A 12-member sweep step costs ~0.11 s
-# (1-layer MLP) to ~0.14 s (3-layer MLP) on 2 idle cores, an 8-member one (cpu grid) about 2/3 of that
-# (memory-bound: bf16 casts and Adam over 8-12 x 3-4M parameters), so the cpu budget (five notebooks
-# in 25 min) is ~10k sweep steps in all;
-# they go where a claim can be reached (see "What was reduced" at the end).
-ITERATIONS_BY_PROFILE = {"smoke": 2, "cpu": 640, "paper": 257_000}  # 1-layer MLPs; 3-layer MLP on CV(82k/82k)
-# 3-layer MLPs on CV(16k/147k): 8 epochs, past the initial plateau that the 3-layer MLP leaves after
-# ~500-1,000 steps (β <= 0.5), so that its curve shape and MI (fig08) describe a model that reconstructs.
-SPARSE_MLP3_ITERATIONS_BY_PROFILE = {"smoke": 2, "cpu": 1024, "paper": 257_000}
-# CNN sweeps: a step costs 0.21 s (1 layer) and 0.50 s (3 layers), 2-4.5x an MLP step (grouped convs are
-# memory-bound on CPU). Training them past their plateau is out of reach; one epoch (the engine's
-# smallest unit) draws Fig. 6.
-CNN_ITERATIONS_BY_PROFILE = {"smoke": 2, "cpu": 128, "paper": 257_000}
-SPARSE_RESTARTS_BY_PROFILE = {"smoke": 1, "cpu": 2, "paper": 5}  # MLP sweeps on CV(16k/147k) (paper: 5)
-DENSE_RESTARTS_BY_PROFILE = {"smoke": 1, "cpu": 1, "paper": 5}  # MLP sweeps on CV(82k/82k) and checkerboard
-CNN_RESTARTS_BY_PROFILE = {"smoke": 1, "cpu": 1, "paper": 5}  # CNN sweeps
-# Architectures trained on the checkerboard split (paper: both). cpu: the 1-layer MLP only, the one
-# trained to the same budget on all three splits of Fig. 5.
-CHECKERBOARD_ARCHITECTURES_BY_PROFILE = {"smoke": ["mlp1"], "cpu": ["mlp1"], "paper": ["mlp1", "mlp3"]}
-MAX_TRAIN_BY_PROFILE = {"smoke": 256, "cpu": None, "paper": None}  # smoke: train on 256 points (2 steps/epoch)
-EVAL_POINTS_BY_PROFILE = {"smoke": 128, "cpu": 2000, "paper": 20_000}  # train and test points per RD evaluation
-NN_MAX_TEST_BY_PROFILE = {"smoke": 300, "cpu": 2000, "paper": 10_000}  # test points for the NN distances
-# Claims: how many restart sd's a rise must exceed to count as a U-shape (and not count as flat).
-SD_MARGIN = 2.0  # a U needs D(β=0.001) - min D > 2 sd of the restarts; an L needs it <= 2 sd
-DENSE_GAP_TOLERANCE = 0.02  # "no gap" on CV(82k/82k): |test D - train D| <= 2% of train D at every β
+SEED = 0  # seeds Python/NumPy/torch at the start; restart r derives all its training seeds from r
+# Overrides of the profile's values (bozkurt2021.SWEEPS / RESTARTS / FIG03); None keeps the profile's.
+BETAS = None  # β of each sweep ensemble, one member per β, e.g. [0.001, 0.1, 1.0] (paper: the 12 of footnote 2)
+ITERATIONS = None  # Adam steps of the 1-layer MLPs and of the 3-layer MLP on the 82k splits (paper: 257k)
+SPARSE_MLP3_ITERATIONS = None  # Adam steps of the 3-layer MLP on CV(16k/147k); fig08 reads the same sweeps
+CNN_ITERATIONS = None  # Adam steps of the CNN sweeps of Fig. 6
+RESTARTS = None  # restarts of the CV(82k/82k), checkerboard and CNN curves (paper: 5)
+SPARSE_MLP_RESTARTS = None  # restarts of the MLP curves on CV(16k/147k); fig08 reads the same sweeps
+CHECKERBOARD_ARCHITECTURES = None  # MLPs trained on the checkerboard split, e.g. ["mlp1", "mlp3"]
+PRECISION = None  # training precision: "bfloat16" (CPU autocast) or "float32"
+DENSE_GAP_TOLERANCE = 0.02  # "no gap" on CV(82k/82k): |test D - train D| at most 2% of train D at every β
 
 # %% [markdown]
 # ## Setup
@@ -82,44 +57,21 @@ DENSE_GAP_TOLERANCE = 0.02  # "no gap" on CV(82k/82k): |test D - train D| <= 2% 
 import matplotlib.pyplot as plt
 import numpy as np
 
-from vaegen_utils import bozkurt2021
-from vaegen_utils.claims import best_beta, grid_neighbours, is_l_shaped, is_u_shaped, minimum_shape
-from vaegen_utils import tetrominoes
-from vaegen_utils.figures import savefig, use_style
-from vaegen_utils.profiles import by_profile
-from vaegen_utils.results import Claim, Stopwatch, write_results
-from vaegen_utils.seeding import set_seed
+from vaegen_utils import bozkurt2021, notebook, tetrominoes
+from vaegen_utils.bozkurt2021 import CHECKERBOARD_SPLIT, DENSE_SPLIT, SD_MARGIN, SPARSE_SPLIT
+from vaegen_utils.claims import (below_everywhere, best_beta, closer_to_monotone, grid_neighbours, is_l_shaped,
+                                 is_u_shaped, largest_relative_gap, mean_abs_difference, minimum_shape)
+from vaegen_utils.results import Claim
 
-stopwatch = Stopwatch()
-set_seed(SEED)
-use_style()
-
-# Sizes are resolved here, not in the parameters cell: papermill injects `-p PROFILE ...` *after*
-# that cell, so anything computed there from PROFILE would keep the default profile's value.
-BETAS = by_profile(PROFILE, BETAS_BY_PROFILE)
-ITERATIONS = by_profile(PROFILE, ITERATIONS_BY_PROFILE)
-SPARSE_MLP3_ITERATIONS = by_profile(PROFILE, SPARSE_MLP3_ITERATIONS_BY_PROFILE)
-CNN_ITERATIONS = by_profile(PROFILE, CNN_ITERATIONS_BY_PROFILE)
-CHECKERBOARD_ARCHITECTURES = by_profile(PROFILE, CHECKERBOARD_ARCHITECTURES_BY_PROFILE)
-SPARSE_RESTARTS = by_profile(PROFILE, SPARSE_RESTARTS_BY_PROFILE)
-DENSE_RESTARTS = by_profile(PROFILE, DENSE_RESTARTS_BY_PROFILE)
-CNN_RESTARTS = by_profile(PROFILE, CNN_RESTARTS_BY_PROFILE)
-MAX_TRAIN = by_profile(PROFILE, MAX_TRAIN_BY_PROFILE)
-EVAL_POINTS = by_profile(PROFILE, EVAL_POINTS_BY_PROFILE)
-NN_MAX_TEST = by_profile(PROFILE, NN_MAX_TEST_BY_PROFILE)
-
-
-def specs(architecture, iterations, restarts):
-    """The restarts' sweep specs of one curve (each spec = one ensemble with a member per β)."""
-    return [
-        bozkurt2021.SweepSpec(architecture, iterations, restart=restart, precision=PRECISION, betas=tuple(BETAS),
-                    eval_points=EVAL_POINTS, max_train=MAX_TRAIN)
-        for restart in range(restarts)
-    ]
-
+run = notebook.start("bozkurt2021_fig03_rd_curves", PROFILE, seed=SEED)
+S = bozkurt2021.fig03_settings(
+    PROFILE, betas=BETAS, iterations=ITERATIONS, sparse_mlp3_iterations=SPARSE_MLP3_ITERATIONS,
+    cnn_iterations=CNN_ITERATIONS, restarts=RESTARTS, sparse_mlp_restarts=SPARSE_MLP_RESTARTS,
+    checkerboard_architectures=CHECKERBOARD_ARCHITECTURES, precision=PRECISION,
+)
 
 data = tetrominoes.load_tetrominoes()
-splits = {name: bozkurt2021.tetromino_split(data, name) for name in (DENSE_SPLIT, SPARSE_SPLIT, CHECKERBOARD_SPLIT)}
+splits = {name: bozkurt2021.tetromino_split(data, name) for name in S.splits}
 for split in splits.values():
     print(f"{split.label:>24}: {split.num_train:,} train / {split.num_test:,} test")
 
@@ -130,20 +82,11 @@ for split in splits.values():
 # again, and its evaluated R and D are read from the cache without loading the model.
 
 # %%
-plan = {
-    (DENSE_SPLIT, "mlp1"): specs("mlp1", ITERATIONS, DENSE_RESTARTS),
-    (DENSE_SPLIT, "mlp3"): specs("mlp3", ITERATIONS, DENSE_RESTARTS),
-    (SPARSE_SPLIT, "mlp1"): specs("mlp1", ITERATIONS, SPARSE_RESTARTS),
-    (SPARSE_SPLIT, "mlp3"): specs("mlp3", SPARSE_MLP3_ITERATIONS, SPARSE_RESTARTS),
-    **{(CHECKERBOARD_SPLIT, arch): specs(arch, ITERATIONS, DENSE_RESTARTS) for arch in CHECKERBOARD_ARCHITECTURES},
-    (SPARSE_SPLIT, "cnn1"): specs("cnn1", CNN_ITERATIONS, CNN_RESTARTS),
-    (SPARSE_SPLIT, "cnn3"): specs("cnn3", CNN_ITERATIONS, CNN_RESTARTS),
-}
-curves, runs = bozkurt2021.run_curves(plan, lambda key: splits[key[0]])
+curves, runs = bozkurt2021.run_curves(S.curves, lambda key: splits[key[0]])
 for (split_name, architecture), curve in curves.items():
-    run = runs[(split_name, architecture)][0]
+    first = runs[(split_name, architecture)][0]
     print(f"{splits[split_name].label:>24} {bozkurt2021.ARCHITECTURE_LABELS[architecture]:<12} "
-          f"{curve.num_restarts} restart(s) x {run['iterations']} iterations ({run['epochs']} epochs)")
+          f"{curve.num_restarts} restart(s) x {first['iterations']} iterations ({first['epochs']} epochs)")
 
 # %% [markdown]
 # The "difficult" test example of Fig. 3: the one at the 90th percentile of the L2 distance to
@@ -152,12 +95,12 @@ for (split_name, architecture), curve in curves.items():
 # %%
 examples = {}
 for name in (DENSE_SPLIT, SPARSE_SPLIT):
-    neighbours = bozkurt2021.nearest_neighbours(splits[name], max_test=NN_MAX_TEST)
+    neighbours = bozkurt2021.nearest_neighbours(splits[name], max_test=S.nn_max_test)
     examples[name] = bozkurt2021.difficult_example(neighbours)
     print(f"{splits[name].label}: test row {examples[name]['test_row']}, NN distance "
           f"{examples[name]['distance']:.2f} (90th percentile {examples[name]['percentile_distance']:.2f})")
 reconstructions = {
-    (name, architecture): bozkurt2021.sweep_reconstructions(plan[(name, architecture)][0], splits[name], [examples[name]["test_row"]])
+    (name, architecture): bozkurt2021.sweep_reconstructions(S.curves[(name, architecture)][0], splits[name], [examples[name]["test_row"]])
     for name in (DENSE_SPLIT, SPARSE_SPLIT)
     for architecture in ("mlp1", "mlp3")
 }
@@ -197,8 +140,8 @@ for row, name in enumerate((DENSE_SPLIT, SPARSE_SPLIT)):
     strips = [bozkurt2021.image_strip(np.concatenate([original, neighbour, reconstructions[(name, arch)][:, 0]]))
               for arch in ("mlp1", "mlp3")]
     strip_ax.imshow(np.concatenate([strips[0], np.ones((2, strips[0].shape[1], 3)), strips[1]]), vmin=0, vmax=1)
-    strip_ax.set_xticks([16 + 33 * index for index in range(2 + len(BETAS))],
-                        ["x", "NN"] + [f"{beta:g}".removeprefix("0") for beta in BETAS], fontsize=6)
+    strip_ax.set_xticks([16 + 33 * index for index in range(2 + len(S.betas))],
+                        ["x", "NN"] + [f"{beta:g}".removeprefix("0") for beta in S.betas], fontsize=6)
     strip_ax.set_yticks([16, 50], ["1-layer", "3-layer"], fontsize=7)
     strip_ax.tick_params(length=0)
     for spine in strip_ax.spines.values():
@@ -212,7 +155,7 @@ for row, name in enumerate((DENSE_SPLIT, SPARSE_SPLIT)):
             ax.legend(loc="center right")
 fig.suptitle("Bozkurt et al. 2021, Fig. 3: RD curves (mean ± sd over restarts, ☆ = β=1, dashed: D+R = const)",
              fontsize=9, y=0.985)
-savefig(fig, "bozkurt2021_fig03_rd_curves", profile=PROFILE)
+run.savefig(fig)
 plt.show()
 
 # %% [markdown]
@@ -228,7 +171,7 @@ for ax, architecture in zip(axes, ("mlp1", "mlp3")):
 axes[0].legend(loc="center right")
 fig.suptitle("Bozkurt et al. 2021, Fig. 5: test RD curves of three splits (☆ = β=1)", fontsize=9)
 fig.tight_layout()
-savefig(fig, "bozkurt2021_fig05_checkerboard", profile=PROFILE)
+run.savefig(fig, "bozkurt2021_fig05_checkerboard")
 plt.show()
 
 fig, axes = plt.subplots(1, 2, figsize=(7.2, 3.3))
@@ -245,7 +188,7 @@ for ax, part in zip(axes, ("train", "test")):
 axes[0].legend(loc="center right")
 fig.suptitle("Bozkurt et al. 2021, Fig. 6: MLP vs CNN (☆ = β=1)", fontsize=9)
 fig.tight_layout()
-savefig(fig, "bozkurt2021_fig06_cnn", profile=PROFILE)
+run.savefig(fig, "bozkurt2021_fig06_cnn")
 plt.show()
 
 # %% [markdown]
@@ -280,7 +223,7 @@ def shape_of(key, part="test", metric="distortion"):
 
 # Fig. 3 top: "we observe no evidence of memorization" / "virtually no generalization gap".
 dense_gaps = {arch: curves[(DENSE_SPLIT, arch)].gap().mean(axis=0) for arch in ("mlp1", "mlp3")}
-dense_relative = {arch: float(np.max(np.abs(dense_gaps[arch]) / curves[(DENSE_SPLIT, arch)].mean("train", "distortion")))
+dense_relative = {arch: largest_relative_gap(dense_gaps[arch], curves[(DENSE_SPLIT, arch)].mean("train", "distortion"))
                   for arch in dense_gaps}
 claims.append(Claim(
     id="fig3_dense_no_gap", paper="bozkurt2021", figure="Fig. 3 (top)",
@@ -293,7 +236,7 @@ claims.append(Claim(
 
 # Fig. 3 top: "increasing model capacity uniformly improves generalization ... shifting the curve to the bottom left".
 dense_neg_elbo = {arch: -curves[(DENSE_SPLIT, arch)].mean("test", "elbo") for arch in ("mlp1", "mlp3")}
-better_everywhere = bool(np.all(dense_neg_elbo["mlp3"] < dense_neg_elbo["mlp1"]))
+better_everywhere = below_everywhere(dense_neg_elbo["mlp3"], dense_neg_elbo["mlp1"])
 claims.append(Claim(
     id="fig3_dense_3layer_better", paper="bozkurt2021", figure="Fig. 3 (top)",
     statement="CV(82k/82k): the 3-layer MLP is better than the 1-layer MLP at every β (curve shifted to the bottom left)",
@@ -342,14 +285,14 @@ claims.append(Claim(
 
 # Fig. 3 bottom, 3-layer: "the test-set lower bound ... achieves a maximum at β = 0.1".
 sparse_elbo = curves[(SPARSE_SPLIT, "mlp3")].mean("test", "elbo")
-peak_beta = best_beta(BETAS, sparse_elbo)
-peak_holds = bool(peak_beta in grid_neighbours(BETAS, 0.1))
+peak_beta = best_beta(S.betas, sparse_elbo)
+peak_holds = bool(peak_beta in grid_neighbours(S.betas, 0.1))
 claims.append(Claim(
     id="fig3_sparse_3layer_elbo_peak", paper="bozkurt2021", figure="Fig. 3 (bottom)",
     statement="CV(16k/147k), 3-layer MLP: the test ELBO (-D-R) is best near β = 0.1",
     reported=0.1, measured={"argmax_beta": peak_beta, "test_elbo": sparse_elbo.round(1).tolist(),
                             "gap_D_nats": sparse3_gap.round(2).tolist()},
-    tolerance=f"argmax within one grid step of 0.1: {grid_neighbours(BETAS, 0.1)}",
+    tolerance=f"argmax within one grid step of 0.1: {grid_neighbours(S.betas, 0.1)}",
     holds=peak_holds,
     note=(("Holds by the tolerance, but not for the paper's reason" if peak_holds else
            f"The test ELBO peaks at β = {peak_beta:g}") +
@@ -360,33 +303,33 @@ claims.append(Claim(
 
 # Fig. 5: "similar generalization performance for the Checkerboard and CV (16k/147k) splits".
 closeness = {}
-for arch in CHECKERBOARD_ARCHITECTURES:
+for arch in S.checkerboard_architectures:
     checker = curves[(CHECKERBOARD_SPLIT, arch)].mean("test", "distortion")
     closeness[arch] = {
-        "to_sparse": float(np.mean(np.abs(checker - curves[(SPARSE_SPLIT, arch)].mean("test", "distortion")))),
-        "to_dense": float(np.mean(np.abs(checker - curves[(DENSE_SPLIT, arch)].mean("test", "distortion")))),
+        "to_sparse": mean_abs_difference(checker, curves[(SPARSE_SPLIT, arch)].mean("test", "distortion")),
+        "to_dense": mean_abs_difference(checker, curves[(DENSE_SPLIT, arch)].mean("test", "distortion")),
     }
 # The three curves of an architecture must share one iteration budget (640 is 641 steps on the
 # checkerboard's 82,021 training points: whole epochs), else the comparison measures training length.
-comparable = all(plan[(name, arch)][0].iterations == plan[(CHECKERBOARD_SPLIT, arch)][0].iterations
-                 for arch in CHECKERBOARD_ARCHITECTURES for name in (DENSE_SPLIT, SPARSE_SPLIT))
+comparable = all(S.curves[(name, arch)][0].iterations == S.curves[(CHECKERBOARD_SPLIT, arch)][0].iterations
+                 for arch in S.checkerboard_architectures for name in (DENSE_SPLIT, SPARSE_SPLIT))
 claims.append(Claim(
     id="fig5_checkerboard_like_sparse", paper="bozkurt2021", figure="Fig. 5",
     statement="Checkerboard test RD curves are close to CV(16k/147k)'s rather than CV(82k/82k)'s",
     reported="checkerboard ≈ CV(16k/147k)", measured=closeness,
     tolerance="mean |ΔD| over β to CV(16k/147k) smaller than to CV(82k/82k), for every architecture trained on the "
-              f"checkerboard split ({', '.join(CHECKERBOARD_ARCHITECTURES)})",
+              f"checkerboard split ({', '.join(S.checkerboard_architectures)})",
     holds=bool(comparable and all(value["to_sparse"] < value["to_dense"] for value in closeness.values())),
-    note=(f"The three 1-layer curves (one budget of {plan[(CHECKERBOARD_SPLIT, 'mlp1')][0].iterations} iterations: one epoch "
+    note=(f"The three 1-layer curves (one budget of {S.curves[(CHECKERBOARD_SPLIT, 'mlp1')][0].iterations} iterations: one epoch "
           "of the 82k splits, five of CV(16k/147k)) differ by only a few nats at this scale, so the verdict rests on small "
           "differences; the 3-layer MLP is not trained on the checkerboard split in this profile."
-          if "mlp3" not in CHECKERBOARD_ARCHITECTURES else None),
+          if "mlp3" not in S.checkerboard_architectures else None),
 ))
 
 # Fig. 6: "a monotonic curve for 3-layer CNNs and only a small degree of non-monotonicity in the 1-layer CNN".
 cnn_shapes = {arch: shape_of((SPARSE_SPLIT, arch)) for arch in ("mlp1", "cnn1", "cnn3")}
-cnn_holds = bool(cnn_shapes["cnn1"]["rise"] <= cnn_shapes["mlp1"]["rise"] and cnn_shapes["cnn3"]["rise"] <= cnn_shapes["mlp1"]["rise"]
-                 and cnn_shapes["cnn3"]["argmin_beta"] == min(BETAS))
+cnn_holds = bool(closer_to_monotone(cnn_shapes["cnn1"], cnn_shapes["mlp1"]) and closer_to_monotone(cnn_shapes["cnn3"], cnn_shapes["mlp1"])
+                 and cnn_shapes["cnn3"]["argmin_beta"] == min(S.betas))
 claims.append(Claim(
     id="fig6_cnn_closer_to_monotonic", paper="bozkurt2021", figure="Fig. 6",
     statement="CV(16k/147k): CNN curves are closer to monotonic than the 1-layer MLP's",
@@ -413,23 +356,12 @@ metrics = {
     "train_seconds_as_trained": bozkurt2021.summarize_runtime([run for group in runs.values() for run in group])["train_seconds"],
     "difficult_examples": {splits[name].label: example for name, example in examples.items()},
 }
-path = write_results(
-    "bozkurt2021_fig03_rd_curves",
-    profile=PROFILE,
-    seed=SEED,
-    config={"profile": PROFILE, "betas": BETAS, "precision": PRECISION, "iterations": ITERATIONS,
-            "sparse_mlp3_iterations": SPARSE_MLP3_ITERATIONS, "cnn_iterations": CNN_ITERATIONS,
-            "checkerboard_architectures": CHECKERBOARD_ARCHITECTURES, "sparse_restarts": SPARSE_RESTARTS, "dense_restarts": DENSE_RESTARTS,
-            "cnn_restarts": CNN_RESTARTS, "max_train": MAX_TRAIN, "eval_points": EVAL_POINTS,
-            "nn_max_test": NN_MAX_TEST, "batch_size": bozkurt2021.BATCH_SIZE, "learning_rate": bozkurt2021.LEARNING_RATE,
-            "splits": {name: split.spec() for name, split in splits.items()}},
+run.finish(
+    config=S.to_dict() | {"sd_margin": SD_MARGIN, "dense_gap_tolerance": DENSE_GAP_TOLERANCE,
+                          "split_specs": {name: split.spec() for name, split in splits.items()}},
     metrics=metrics,
     claims=claims,
-    runtime_s=stopwatch.elapsed(),
 )
-print(f"wrote {path}")
-for claim in claims:
-    print(f"{'holds' if claim.holds else 'FAILS'}  {claim.statement}")
 # Sanity: every evaluated number is finite, and the rate falls as β grows on the training set
 # (the β-VAE trade-off itself; a violation would mean a broken sweep, not a failed claim).
 for key, curve in curves.items():

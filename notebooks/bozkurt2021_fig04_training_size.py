@@ -31,24 +31,13 @@
 from vaegen_utils.profiles import current_profile
 
 PROFILE = current_profile()  # smoke | cpu | paper: env VAEGEN_PROFILE (default cpu) or papermill -p PROFILE
-SEED = 0  # seeds the evaluation subsets; restart r derives all its training seeds from r
-PAPER_BETAS = [0.001, 0.005, 0.01, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0, 2.0, 3.0, 5.0]  # paper C, footnote 2
-# One ensemble member per β; smoke keeps 3 values so that a sweep costs a fraction of a second.
-# cpu: 8 of the 12 β (a sweep step costs about the same per member, so this cuts every sweep by a third);
-# it keeps both ends, 0.1 and its grid neighbours, β = 1 and two β > 1. The paper profile runs all 12.
-CPU_BETAS = [0.001, 0.01, 0.1, 0.3, 0.5, 1.0, 2.0, 5.0]  # the cpu grid (see above)
-BETAS_BY_PROFILE = {"smoke": [0.001, 1.0, 5.0], "cpu": CPU_BETAS, "paper": PAPER_BETAS}  # β of each sweep ensemble
-PRECISION = "bfloat16"  # CPU bf16 autocast for training (evaluation is float32); checked in fig08
-# Training-set sizes (keys of tetrominoes.PAPER_TRAIN_SIZES; paper: 8k, 16k, 32k, 56k = 33k, 57k here).
-# The cpu profile keeps the two smallest to fit its time budget (every size costs the same iterations).
-SIZES_BY_PROFILE = {"smoke": ["8k", "16k"], "cpu": ["8k", "16k"], "paper": ["8k", "16k", "33k", "57k"]}
-# Architectures compared (paper: both). The cpu profile keeps the 1-layer MLP only: each sweep costs
-# 1-2 minutes on 2 idle cores (8 β), and the paper's CD/CV contrast is sharpest for 1 layer.
-ARCHITECTURES_BY_PROFILE = {"smoke": ["mlp1", "mlp3"], "cpu": ["mlp1"], "paper": ["mlp1", "mlp3"]}
-ITERATIONS_BY_PROFILE = {"smoke": 2, "cpu": 640, "paper": 257_000}  # Adam steps per sweep (paper: 257k); = fig03's
-RESTARTS_BY_PROFILE = {"smoke": 1, "cpu": 1, "paper": 5}  # restarts per curve (paper: 5)
-MAX_TRAIN_BY_PROFILE = {"smoke": 256, "cpu": None, "paper": None}  # smoke: train on 256 points (2 steps/epoch)
-EVAL_POINTS_BY_PROFILE = {"smoke": 128, "cpu": 2000, "paper": 20_000}  # train and test points per RD evaluation; = fig03's
+SEED = 0  # seeds Python/NumPy/torch at the start; restart r derives all its training seeds from r
+# Overrides of the profile's values (bozkurt2021.SWEEPS / RESTARTS / FIG04); None keeps the profile's.
+BETAS = None  # β of each sweep ensemble, one member per β, e.g. [0.001, 0.1, 1.0] (paper: the 12 of footnote 2)
+ITERATIONS = None  # Adam steps of every sweep, one budget for every size (paper: 257k)
+RESTARTS = None  # restarts per curve (paper: 5)
+SIZES = None  # training-set sizes, keys of tetrominoes.PAPER_TRAIN_SIZES, e.g. ["8k", "16k", "33k", "57k"]
+ARCHITECTURES = None  # networks compared, e.g. ["mlp1", "mlp3"]
 CD_SPREAD_FRACTION = 0.5  # "much weaker dependence": CD's spread over N at most half of CV's
 
 # %% [markdown]
@@ -58,30 +47,16 @@ CD_SPREAD_FRACTION = 0.5  # "much weaker dependence": CD's spread over N at most
 import matplotlib.pyplot as plt
 import numpy as np
 
-from vaegen_utils import bozkurt2021
-from vaegen_utils.claims import is_monotone
-from vaegen_utils import tetrominoes
-from vaegen_utils.figures import savefig, use_style
-from vaegen_utils.profiles import by_profile
-from vaegen_utils.results import Claim, Stopwatch, write_results
-from vaegen_utils.seeding import set_seed
+from vaegen_utils import bozkurt2021, notebook, tetrominoes
+from vaegen_utils.claims import is_monotone, mean_spread
+from vaegen_utils.results import Claim
 
-stopwatch = Stopwatch()
-set_seed(SEED)
-use_style()
-
-# Sizes are resolved here, not in the parameters cell: papermill injects `-p PROFILE ...` *after*
-# that cell, so anything computed there from PROFILE would keep the default profile's value.
-BETAS = by_profile(PROFILE, BETAS_BY_PROFILE)
-SIZES = by_profile(PROFILE, SIZES_BY_PROFILE)
-ARCHITECTURES = by_profile(PROFILE, ARCHITECTURES_BY_PROFILE)
-ITERATIONS = by_profile(PROFILE, ITERATIONS_BY_PROFILE)
-RESTARTS = by_profile(PROFILE, RESTARTS_BY_PROFILE)
-MAX_TRAIN = by_profile(PROFILE, MAX_TRAIN_BY_PROFILE)
-EVAL_POINTS = by_profile(PROFILE, EVAL_POINTS_BY_PROFILE)
+run = notebook.start("bozkurt2021_fig04_training_size", PROFILE, seed=SEED)
+S = bozkurt2021.fig04_settings(PROFILE, betas=BETAS, iterations=ITERATIONS, restarts=RESTARTS, sizes=SIZES,
+                               architectures=ARCHITECTURES)
 
 data = tetrominoes.load_tetrominoes()
-splits = {(kind, size): bozkurt2021.tetromino_split(data, f"{kind}-{size}") for kind in ("cv", "cd") for size in SIZES}
+splits = {(kind, size): bozkurt2021.tetromino_split(data, S.split(kind, size)) for kind in ("cv", "cd") for size in S.sizes}
 for split in splits.values():
     print(f"{split.label:>14}: {split.num_train:,} train / {split.num_test:,} test")
 
@@ -89,15 +64,7 @@ for split in splits.values():
 # ## Train (or load) the sweeps: 2 kinds × sizes × architectures
 
 # %%
-plan = {
-    (kind, size, architecture): [
-        bozkurt2021.SweepSpec(architecture, ITERATIONS, restart=restart, precision=PRECISION, betas=tuple(BETAS),
-                    eval_points=EVAL_POINTS, max_train=MAX_TRAIN)
-        for restart in range(RESTARTS)
-    ]
-    for kind in ("cv", "cd") for size in SIZES for architecture in ARCHITECTURES
-}
-curves, runs = bozkurt2021.run_curves(plan, lambda key: splits[key[:2]])
+curves, runs = bozkurt2021.run_curves(S.curves, lambda key: splits[key[:2]])
 for key, group in runs.items():
     print(f"{splits[key[:2]].label:>14} {bozkurt2021.ARCHITECTURE_LABELS[key[2]]}: {group[0]['iterations']} iterations "
           f"({group[0]['epochs']} epochs)")
@@ -106,12 +73,12 @@ for key, group in runs.items():
 # ## Figure 4: test RD curves by training-set size
 
 # %%
-colors = dict(zip(SIZES, bozkurt2021.beta_colors(len(SIZES), "plasma")))
-fig, axes = plt.subplots(2, len(ARCHITECTURES), figsize=(max(4.8, 3.6 * len(ARCHITECTURES)), 6.2), squeeze=False)
+colors = dict(zip(S.sizes, bozkurt2021.beta_colors(len(S.sizes), "plasma")))
+fig, axes = plt.subplots(2, len(S.architectures), figsize=(max(4.8, 3.6 * len(S.architectures)), 6.2), squeeze=False)
 for row, kind in enumerate(("cv", "cd")):
-    for column, architecture in enumerate(ARCHITECTURES):
+    for column, architecture in enumerate(S.architectures):
         ax = axes[row, column]
-        for size in SIZES:
+        for size in S.sizes:
             bozkurt2021.plot_rd_curve(ax, curves[(kind, size, architecture)], "test", label=splits[(kind, size)].label,
                             color=colors[size])
         ax.margins(0.08)
@@ -123,7 +90,7 @@ for row, kind in enumerate(("cv", "cd")):
 fig.suptitle("Bozkurt et al. 2021, Fig. 4: test RD curves, constant volume (top)\nand constant density (bottom) "
              "splits by N_train (☆ = β=1)", fontsize=9)
 fig.tight_layout()
-savefig(fig, "bozkurt2021_fig04_training_size", profile=PROFILE)
+run.savefig(fig)
 plt.show()
 
 # %% [markdown]
@@ -132,19 +99,19 @@ plt.show()
 # %%
 claims = []
 spread = {}
-for architecture in ARCHITECTURES:
+for architecture in S.architectures:
     for kind in ("cv", "cd"):
-        test_d = np.stack([curves[(kind, size, architecture)].mean("test", "distortion") for size in SIZES])  # (sizes, β)
-        spread[(kind, architecture)] = float(np.mean(test_d.max(axis=0) - test_d.min(axis=0)))
-spread_ratio = {arch: spread[("cd", arch)] / spread[("cv", arch)] for arch in ARCHITECTURES}
+        test_d = np.stack([curves[(kind, size, architecture)].mean("test", "distortion") for size in S.sizes])  # (sizes, β)
+        spread[(kind, architecture)] = mean_spread(test_d)
+spread_ratio = {arch: spread[("cd", arch)] / spread[("cv", arch)] for arch in S.architectures}
 # Reported alongside (not part of the verdict): the spread over N of the train-test gap. Each CD
 # split has its own test set, drawn from a smaller box for smaller N, so CD test-D levels also move
 # with the data's difficulty; the gap removes that level.
 gap_spread = {}
-for architecture in ARCHITECTURES:
+for architecture in S.architectures:
     for kind in ("cv", "cd"):
-        gaps = np.stack([curves[(kind, size, architecture)].gap().mean(axis=0) for size in SIZES])  # (sizes, β)
-        gap_spread[(kind, architecture)] = float(np.mean(gaps.max(axis=0) - gaps.min(axis=0)))
+        gaps = np.stack([curves[(kind, size, architecture)].gap().mean(axis=0) for size in S.sizes])  # (sizes, β)
+        gap_spread[(kind, architecture)] = mean_spread(gaps)
 claims.append(Claim(
     id="fig4_cd_depends_little_on_n", paper="bozkurt2021", figure="Fig. 4 (bottom)",
     statement="CD test RD curves depend much less on N_train than CV curves",
@@ -156,16 +123,16 @@ claims.append(Claim(
     holds=bool(all(ratio <= CD_SPREAD_FRACTION for ratio in spread_ratio.values())),
     note=None if all(ratio <= CD_SPREAD_FRACTION for ratio in spread_ratio.values()) else (
         "The CD curves move with N because each CD test set comes from its own, smaller box: test D falls from "
-        f"{curves[('cd', SIZES[-1], ARCHITECTURES[0])].mean('test', 'distortion').mean():.0f} to "
-        f"{curves[('cd', SIZES[0], ARCHITECTURES[0])].mean('test', 'distortion').mean():.0f} nats as N shrinks (the paper "
+        f"{curves[('cd', S.sizes[-1], S.architectures[0])].mean('test', 'distortion').mean():.0f} to "
+        f"{curves[('cd', S.sizes[0], S.architectures[0])].mean('test', 'distortion').mean():.0f} nats as N shrinks (the paper "
         "too reports CD curves improving as N decreases). The CV curves barely move at this budget because nothing "
         "has overfitted yet. The train-test gap, which removes the data's level, spreads "
-        f"{gap_spread[('cd', ARCHITECTURES[0])]:.2f} nats over N for CD vs {gap_spread[('cv', ARCHITECTURES[0])]:.2f} for CV."),
+        f"{gap_spread[('cd', S.architectures[0])]:.2f} nats over N for CD vs {gap_spread[('cv', S.architectures[0])]:.2f} for CV."),
 ))
 
 # Sizes in increasing N: the CV gap (test D - train D averaged over β) must grow as N falls.
-ordered = sorted(SIZES, key=lambda size: tetrominoes.PAPER_TRAIN_SIZES[size])
-cv_gaps = {arch: [float(curves[("cv", size, arch)].gap().mean()) for size in ordered] for arch in ARCHITECTURES}
+ordered = sorted(S.sizes, key=lambda size: tetrominoes.PAPER_TRAIN_SIZES[size])
+cv_gaps = {arch: [float(curves[("cv", size, arch)].gap().mean()) for size in ordered] for arch in S.architectures}
 claims.append(Claim(
     id="fig4_cv_gap_grows_as_n_falls", paper="bozkurt2021", figure="Fig. 4 (top)",
     statement="On CV splits the generalization gap grows as N_train falls",
@@ -173,32 +140,23 @@ claims.append(Claim(
     measured={"sizes": ordered, "mean_gap_nats": {a: [round(g, 2) for g in v] for a, v in cv_gaps.items()}},
     tolerance="mean over β of test D - train D strictly decreasing in N_train, every architecture run",
     holds=bool(all(is_monotone(gaps, increasing=False) for gaps in cv_gaps.values())),
-    note=(f"{len(SIZES)} sizes and {RESTARTS} restart(s): the ordering rests on a difference of "
-          f"{abs(cv_gaps[ARCHITECTURES[0]][0] - cv_gaps[ARCHITECTURES[0]][-1]):.2f} nats, not separated from restart noise."
-          if RESTARTS == 1 else None),
+    note=(f"{len(S.sizes)} sizes and {S.restarts} restart(s): the ordering rests on a difference of "
+          f"{abs(cv_gaps[S.architectures[0]][0] - cv_gaps[S.architectures[0]][-1]):.2f} nats, not separated from restart noise."
+          if S.restarts == 1 else None),
 ))
 
 # %% [markdown]
 # ## Results
 
 # %%
-path = write_results(
-    "bozkurt2021_fig04_training_size",
-    profile=PROFILE,
-    seed=SEED,
-    config={"profile": PROFILE, "betas": BETAS, "sizes": SIZES, "architectures": ARCHITECTURES,
-            "iterations": ITERATIONS, "restarts": RESTARTS,
-            "precision": PRECISION, "max_train": MAX_TRAIN, "eval_points": EVAL_POINTS,
-            "splits": {f"{k}-{s}": split.spec() for (k, s), split in splits.items()}},
+run.finish(
+    config=S.to_dict() | {"cd_spread_fraction": CD_SPREAD_FRACTION,
+                          "split_specs": {S.split(*key): split.spec() for key, split in splits.items()}},
     metrics={"curves": {f"{splits[key[:2]].label} {key[2]}": curve.to_dict() for key, curve in curves.items()},
-             "iterations": {f"{k}-{s} {a}": runs[(k, s, a)][0]["iterations"] for (k, s, a) in runs},
+             "iterations": {f"{S.split(kind, size)} {arch}": runs[(kind, size, arch)][0]["iterations"] for (kind, size, arch) in runs},
              "train_seconds_as_trained": bozkurt2021.summarize_runtime([r for group in runs.values() for r in group])["train_seconds"]},
     claims=claims,
-    runtime_s=stopwatch.elapsed(),
 )
-print(f"wrote {path}")
-for claim in claims:
-    print(f"{'holds' if claim.holds else 'FAILS'}  {claim.statement}")
 for key, curve in curves.items():
     for part in ("train", "test"):
         assert np.all(np.isfinite(curve.values[part]["distortion"])), f"{key}: non-finite {part} distortion"
@@ -211,8 +169,8 @@ for key, curve in curves.items():
 #   10 epochs of the 8k splits and 5 of the 16k splits, against ~4,000 and ~2,000 in the paper.
 #   The three new sweeps (CV(8k), CD(8k), CD(16k)) and their evaluation take 144 s on 2 idle
 #   cores; all five notebooks must fit in about 25 minutes.
-# - **β**: 8 of the paper's 12 values, {0.001, 0.01, 0.1, 0.3, 0.5, 1, 2, 5} (the cpu grid of
-#   fig03); a sweep step costs about the same per member, so this cuts every sweep by a third.
+# - **β**: 8 of the paper's 12 values, {0.001, 0.01, 0.1, 0.3, 0.5, 1, 2, 5} (`bozkurt2021.CPU_BETAS`,
+#   every cpu sweep's grid); a sweep step costs about the same per member, so this cuts every sweep by a third.
 # - **Sizes and architectures**: N_train ∈ {8k, 16k} and the 1-layer MLP only (paper: {8k, 16k,
 #   32k, 56k}, 1 and 3 layers), one restart (paper: 5). Every size costs the same number of
 #   iterations, so each extra size or architecture is another full sweep.

@@ -32,28 +32,13 @@
 from vaegen_utils.profiles import current_profile
 
 PROFILE = current_profile()  # smoke | cpu | paper: env VAEGEN_PROFILE (default cpu) or papermill -p PROFILE
-SEED = 0  # seeds the training subset and the evaluation subsets
-PAPER_BETAS = [0.001, 0.005, 0.01, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0, 2.0, 3.0, 5.0]  # paper C, footnote 2
-# One ensemble member per β; smoke keeps 3 values so that a sweep costs a fraction of a second.
-# cpu: 8 of the 12 β (a sweep step costs about the same per member, so this cuts every sweep by a third);
-# it keeps both ends, 0.1 and its grid neighbours, β = 1 and two β > 1. The paper profile runs all 12.
-CPU_BETAS = [0.001, 0.01, 0.1, 0.3, 0.5, 1.0, 2.0, 5.0]  # the cpu grid (see above)
-BETAS_BY_PROFILE = {"smoke": [0.001, 1.0, 5.0], "cpu": CPU_BETAS, "paper": PAPER_BETAS}  # β of each sweep ensemble
-DATASETS = ["mnist", "fashion_mnist"]  # the paper's Fig. 7 data sets that load offline
-# The paper's other two data sets: reported as missing, never substituted.
-UNAVAILABLE = {"smallnorb": "no registry package; NYU download not reachable here",
-               "3dshapes": "no registry package; Google Cloud Storage download not reachable here"}
-# Training images of the small CV split (paper: "a single split with a small training set", size UNVERIFIED).
-# cpu: 3,000, so that the 640-step budget is 27 epochs (648 steps: whole epochs of 24 batches), enough for the 1-layer MLP to start overfitting
-# MNIST (the regime of the U claim); 6,000 images gave 14 epochs and no overfitting yet.
-NUM_TRAIN_BY_PROFILE = {"smoke": 256, "cpu": 3000, "paper": 6000}
-# Adam steps per sweep (paper: 257k). A 12-member sweep step on 784-pixel images costs ~0.03 s (1 layer)
-# (an 8-member one, the cpu grid, about 2/3 of that)
-# to ~0.05 s (3 layers) on 2 idle cores, a quarter to a third of a Tetrominoes step.
-ITERATIONS_BY_PROFILE = {"smoke": 2, "cpu": 640, "paper": 257_000}
-RESTARTS_BY_PROFILE = {"smoke": 1, "cpu": 1, "paper": 5}  # restarts per curve (paper: 5)
-EVAL_POINTS_BY_PROFILE = {"smoke": 128, "cpu": 3000, "paper": 10_000}  # train and test points per RD evaluation
-PRECISION = "bfloat16"  # CPU bf16 autocast for training (evaluation is float32); checked in fig08
+SEED = 0  # seeds the training subset of each data set (and Python/NumPy/torch at the start)
+# Overrides of the profile's values (bozkurt2021.SWEEPS / RESTARTS / FIG07); None keeps the profile's.
+BETAS = None  # β of each sweep ensemble, one member per β, e.g. [0.001, 0.1, 1.0] (paper: the 12 of footnote 2)
+ITERATIONS = None  # Adam steps per sweep, rounded up to whole epochs (paper: 257k)
+RESTARTS = None  # restarts per curve (paper: 5)
+NUM_TRAIN = None  # training images of each data set's small CV split (the paper does not state its size)
+DATASETS = None  # the data sets, from bozkurt2021.IMAGE_DATASETS, e.g. ["mnist"]
 
 # %% [markdown]
 # ## Setup
@@ -62,34 +47,23 @@ PRECISION = "bfloat16"  # CPU bf16 autocast for training (evaluation is float32)
 import matplotlib.pyplot as plt
 import numpy as np
 
-from vaegen_utils import bozkurt2021
-from vaegen_utils.claims import is_u_shaped, minimum_shape
-from vaegen_utils import data
-from vaegen_utils.figures import savefig, use_style
-from vaegen_utils.profiles import by_profile
-from vaegen_utils.results import Claim, Stopwatch, write_results
-from vaegen_utils.seeding import set_seed
+from vaegen_utils import bozkurt2021, data, notebook
+from vaegen_utils.bozkurt2021 import SD_MARGIN, UNAVAILABLE_DATASETS
+from vaegen_utils.claims import closer_to_monotone, is_u_shaped, majority, minimum_shape
+from vaegen_utils.results import Claim
 
-stopwatch = Stopwatch()
-set_seed(SEED)
-use_style()
-
-# Sizes are resolved here, not in the parameters cell: papermill injects `-p PROFILE ...` *after*
-# that cell, so anything computed there from PROFILE would keep the default profile's value.
-BETAS = by_profile(PROFILE, BETAS_BY_PROFILE)
-NUM_TRAIN = by_profile(PROFILE, NUM_TRAIN_BY_PROFILE)
-ITERATIONS = by_profile(PROFILE, ITERATIONS_BY_PROFILE)
-RESTARTS = by_profile(PROFILE, RESTARTS_BY_PROFILE)
-EVAL_POINTS = by_profile(PROFILE, EVAL_POINTS_BY_PROFILE)
+run = notebook.start("bozkurt2021_fig07_other_datasets", PROFILE, seed=SEED)
+S = bozkurt2021.fig07_settings(PROFILE, seed=SEED, betas=BETAS, iterations=ITERATIONS, restarts=RESTARTS,
+                               num_train=NUM_TRAIN, datasets=DATASETS)
 
 available = data.available_datasets()
-loaded = [name for name in DATASETS if available[name]]
-for name in DATASETS:
+loaded = [name for name in S.datasets if available[name]]
+for name in S.datasets:
     if not available[name]:
         print(f"{name}: not available offline; skipped (load_dataset({name!r}) with network access caches it once)")
-for name, reason in UNAVAILABLE.items():
+for name, reason in UNAVAILABLE_DATASETS.items():
     print(f"{name}: not available ({reason}); skipped")
-splits = {name: bozkurt2021.image_split(name, NUM_TRAIN, subset_seed=SEED) for name in loaded}
+splits = {name: bozkurt2021.image_split(name, S.num_train, subset_seed=S.seed) for name in loaded}
 for split in splits.values():
     print(f"{split.label}: {split.num_train:,} train / {split.num_test:,} test, images {split.data_shape}")
 
@@ -97,15 +71,8 @@ for split in splits.values():
 # ## Train (or load) the sweeps and evaluate
 
 # %%
-plan = {
-    (name, architecture): [
-        bozkurt2021.SweepSpec(architecture, ITERATIONS, restart=restart, precision=PRECISION, betas=tuple(BETAS),
-                    eval_points=EVAL_POINTS)
-        for restart in range(RESTARTS)
-    ]
-    for name in loaded for architecture in ("mlp1", "mlp3")
-}
-curves, runs = bozkurt2021.run_curves(plan, lambda key: splits[key[0]])
+curves, runs = bozkurt2021.run_curves({key: S.curves[key] for key in S.curves if key[0] in loaded},
+                                     lambda key: splits[key[0]])
 for key, group in runs.items():
     print(f"{splits[key[0]].label} {bozkurt2021.ARCHITECTURE_LABELS[key[1]]}: {group[0]['iterations']} iterations ({group[0]['epochs']} epochs)")
 
@@ -129,7 +96,7 @@ for column, name in enumerate(loaded):
 axes[0, 0].legend(loc="upper right")
 fig.suptitle("Bozkurt et al. 2021, Fig. 7: RD curves on other data sets (☆ = β=1)", fontsize=9)
 fig.tight_layout()
-savefig(fig, "bozkurt2021_fig07_other_datasets", profile=PROFILE)
+run.savefig(fig)
 plt.show()
 
 # %% [markdown]
@@ -139,8 +106,8 @@ plt.show()
 claims = []
 shapes = {key: minimum_shape(curve.betas, curve.mean("test", "distortion"), curve.sd("test", "distortion"))
           for key, curve in curves.items()}
-u_one_layer = {name: is_u_shaped(shapes[(name, "mlp1")], 2.0) for name in loaded}
-u_holds = bool(loaded) and sum(u_one_layer.values()) > len(loaded) / 2
+u_one_layer = {name: is_u_shaped(shapes[(name, "mlp1")], SD_MARGIN) for name in loaded}
+u_holds = majority(list(u_one_layer.values()))
 gaps = {key: curve.gap().mean(axis=0) for key, curve in curves.items()}  # test D - train D per β
 epochs_1 = runs[(loaded[0], "mlp1")][0]["epochs"] if loaded else 0
 claims.append(Claim(
@@ -150,7 +117,7 @@ claims.append(Claim(
     measured={name: {"argmin_beta": shapes[(name, "mlp1")]["argmin_beta"], "rise": round(shapes[(name, "mlp1")]["rise"], 2),
                      "u_shaped": u_one_layer[name]}
               for name in loaded},
-    tolerance="interior argmin and D(β=0.001) - min D > 0 (one restart; > 2 sd with several) in more than half of the data sets",
+    tolerance=f"interior argmin and D(β=0.001) - min D > 0 (one restart; > {SD_MARGIN:g} sd with several) in more than half of the data sets",
     holds=u_holds,
     note=None if u_holds else (
         "U-shaped on " + (", ".join(name for name in loaded if u_one_layer[name]) or "no data set") + "; monotone on "
@@ -163,7 +130,7 @@ claims.append(Claim(
            else "have not yet overfitted more than the others")
         + " (paper: 257k iterations, thousands of epochs)."),
 ))
-closer = {name: shapes[(name, "mlp3")]["rise"] <= shapes[(name, "mlp1")]["rise"] for name in loaded}
+closer = {name: closer_to_monotone(shapes[(name, "mlp3")], shapes[(name, "mlp1")]) for name in loaded}
 claims.append(Claim(
     id="fig7_3layer_closer_to_monotonic", paper="bozkurt2021", figure="Fig. 7",
     statement="3-layer MLP curves are closer to monotonic than 1-layer curves",
@@ -186,23 +153,14 @@ claims.append(Claim(
 # ## Results
 
 # %%
-path = write_results(
-    "bozkurt2021_fig07_other_datasets",
-    profile=PROFILE,
-    seed=SEED,
-    config={"profile": PROFILE, "betas": BETAS, "datasets": DATASETS, "num_train": NUM_TRAIN, "iterations": ITERATIONS,
-            "restarts": RESTARTS, "eval_points": EVAL_POINTS, "precision": PRECISION,
-            "splits": {name: split.spec() for name, split in splits.items()}},
+run.finish(
+    config=S.to_dict() | {"sd_margin": SD_MARGIN, "split_specs": {name: split.spec() for name, split in splits.items()}},
     metrics={"curves": {f"{splits[k[0]].label} {k[1]}": curve.to_dict() for k, curve in curves.items()},
              "shapes": {f"{k[0]} {k[1]}": shape for k, shape in shapes.items()},
-             "unavailable": UNAVAILABLE, "missing_offline": [n for n in DATASETS if n not in loaded],
+             "unavailable": UNAVAILABLE_DATASETS, "missing_offline": [n for n in S.datasets if n not in loaded],
              "iterations": {f"{k[0]} {k[1]}": runs[k][0]["iterations"] for k in runs}},
     claims=claims,
-    runtime_s=stopwatch.elapsed(),
 )
-print(f"wrote {path}")
-for claim in claims:
-    print(f"{'holds' if claim.holds else 'FAILS'}  {claim.statement}")
 for key, curve in curves.items():
     assert np.all(np.isfinite(curve.values["test"]["distortion"])), f"{key}: non-finite test distortion"
 
@@ -229,8 +187,8 @@ for key, curve in curves.items():
 # - **Iterations**: 640 Adam steps requested per sweep in the cpu profile (paper: 257,000), the
 #   budget of the Tetrominoes notebooks, rounded up to whole epochs: 648 steps, 27 epochs of 3,000
 #   images.
-# - **β**: 8 of the paper's 12 values, {0.001, 0.01, 0.1, 0.3, 0.5, 1, 2, 5} (the cpu grid of
-#   fig03); a sweep step costs about the same per member, so this cuts every sweep by a third.
+# - **β**: 8 of the paper's 12 values, {0.001, 0.01, 0.1, 0.3, 0.5, 1, 2, 5} (`bozkurt2021.CPU_BETAS`,
+#   every cpu sweep's grid); a sweep step costs about the same per member, so this cuts every sweep by a third.
 # - **Restarts**: one (paper: 5), so the curves carry no error bars and a "U" only needs an interior
 #   minimum with any rise at β = 0.001.
 # - **Split**: CV(3k/10k), 3,000 training images of each data set (the paper's small-split sizes

@@ -35,28 +35,19 @@
 from vaegen_utils.profiles import current_profile
 
 PROFILE = current_profile()  # smoke | cpu | paper: env VAEGEN_PROFILE (default cpu) or papermill -p PROFILE
-SEED = 0  # seeds the estimators' batches and samples
-PAPER_BETAS = [0.001, 0.005, 0.01, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0, 2.0, 3.0, 5.0]  # paper C, footnote 2
-# One ensemble member per β; smoke keeps 3 values so that a sweep costs a fraction of a second.
-# cpu: 8 of the 12 β (a sweep step costs about the same per member, so this cuts every sweep by a third);
-# it keeps both ends, 0.1 and its grid neighbours, β = 1 and two β > 1. The paper profile runs all 12.
-CPU_BETAS = [0.001, 0.01, 0.1, 0.3, 0.5, 1.0, 2.0, 5.0]  # the cpu grid (see above)
-BETAS_BY_PROFILE = {"smoke": [0.001, 1.0, 5.0], "cpu": CPU_BETAS, "paper": PAPER_BETAS}  # β of each sweep ensemble
-SPLIT = "cv-16k"  # CV(16k/147k), the split of paper C's Fig. 8
-PRECISION = "bfloat16"  # training precision of the sweeps (as in fig03, whose cached sweeps are reused)
-# Adam steps per sweep, = fig03's so that its sweeps are reused: 1-layer MLP 640, 3-layer MLP 1,024
-# (the 3-layer MLP needs ~600-1,000 steps to leave its initial plateau; paper: 257k for both).
-ITERATIONS_BY_PROFILE = {"smoke": 2, "cpu": 640, "paper": 257_000}  # 1-layer MLP
-MLP3_ITERATIONS_BY_PROFILE = {"smoke": 2, "cpu": 1024, "paper": 257_000}  # 3-layer MLP (fig03's SPARSE_MLP3_ITERATIONS)
-RESTARTS_BY_PROFILE = {"smoke": 1, "cpu": 2, "paper": 5}  # = fig03's CV(16k/147k) restarts
-MAX_TRAIN_BY_PROFILE = {"smoke": 256, "cpu": None, "paper": None}  # = fig03's
-EVAL_POINTS_BY_PROFILE = {"smoke": 128, "cpu": 2000, "paper": 20_000}  # = fig03's
-MI_BATCH_SIZE_BY_PROFILE = {"smoke": 64, "cpu": 512, "paper": 512}  # minibatch estimator's B (paper: 512)
-# Points whose log q(z) the full-data estimator evaluates against all N components (cost queries x N).
-FULL_QUERIES_BY_PROFILE = {"smoke": 128, "cpu": 1024, "paper": 16_384}
-BF16_CHECK_ARCHITECTURE = "mlp1"  # the sweep retrained in float32 for the bfloat16 check
-SATURATION_FRACTION = 0.95  # "MI saturates at log N": MI >= 95% of log N_train at every β <= 0.1
+SEED = 0  # seeds the estimators' batches and samples (and Python/NumPy/torch at the start)
+# Overrides of the profile's values (bozkurt2021.SWEEPS / RESTARTS / FIG08); None keeps the profile's,
+# which are fig03's, so that its CV(16k/147k) sweeps are read from the cache.
+BETAS = None  # β of each sweep ensemble, one member per β, e.g. [0.001, 0.1, 1.0] (paper: the 12 of footnote 2)
+ITERATIONS = None  # Adam steps of the 1-layer MLP sweeps (paper: 257k)
+SPARSE_MLP3_ITERATIONS = None  # Adam steps of the 3-layer MLP sweeps on CV(16k/147k) (paper: 257k)
+SPARSE_MLP_RESTARTS = None  # restarts of both MLP curves (paper: 5)
+MI_BATCH_SIZE = None  # the minibatch estimator's batch B (paper: 512, §4.5)
+FULL_QUERIES = None  # points whose log q(z) the full-data estimator evaluates against all N components
+BF16_CHECK_ARCHITECTURE = None  # the sweep trained again in float32 for the bfloat16 check, e.g. "mlp3"
+SATURATION_FRACTION = 0.95  # "MI saturates at log N": MI at least 95% of log N_train at every β up to 0.1
 SMALL_KL_FRACTION = 0.25  # "marginal KL small for β > 1": at most 25% of the rate there
+PRECISION_SD_TOLERANCE = 2.0  # bfloat16 "within restart spread": |float32 - bfloat16| at most 2 median restart sd's
 
 # %% [markdown]
 # ## Setup
@@ -67,37 +58,21 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 
-from vaegen_utils import bozkurt2021
-from vaegen_utils.claims import is_l_shaped, is_u_shaped, minimum_shape
-from vaegen_utils import tetrominoes
-from vaegen_utils.figures import savefig, use_style
-from vaegen_utils.profiles import by_profile
-from vaegen_utils.results import Claim, Stopwatch, write_results
-from vaegen_utils.seeding import set_seed
+from vaegen_utils import bozkurt2021, notebook, tetrominoes
+from vaegen_utils.bozkurt2021 import SD_MARGIN
+from vaegen_utils.claims import (falls_as_beta_rises, is_l_shaped, is_u_shaped, minimum_shape, saturates_then_falls,
+                                 share_at_most, worst_noise_ratio)
+from vaegen_utils.results import Claim
 
-stopwatch = Stopwatch()
-set_seed(SEED)
-use_style()
-
-# Sizes are resolved here, not in the parameters cell: papermill injects `-p PROFILE ...` *after*
-# that cell, so anything computed there from PROFILE would keep the default profile's value.
-BETAS = by_profile(PROFILE, BETAS_BY_PROFILE)
-ITERATIONS = by_profile(PROFILE, ITERATIONS_BY_PROFILE)
-MLP3_ITERATIONS = by_profile(PROFILE, MLP3_ITERATIONS_BY_PROFILE)
-RESTARTS = by_profile(PROFILE, RESTARTS_BY_PROFILE)
-MAX_TRAIN = by_profile(PROFILE, MAX_TRAIN_BY_PROFILE)
-EVAL_POINTS = by_profile(PROFILE, EVAL_POINTS_BY_PROFILE)
-MI_BATCH_SIZE = by_profile(PROFILE, MI_BATCH_SIZE_BY_PROFILE)
-FULL_QUERIES = by_profile(PROFILE, FULL_QUERIES_BY_PROFILE)
+run = notebook.start("bozkurt2021_fig08_mutual_information", PROFILE, seed=SEED)
+S = bozkurt2021.fig08_settings(
+    PROFILE, seed=SEED, betas=BETAS, iterations=ITERATIONS, sparse_mlp3_iterations=SPARSE_MLP3_ITERATIONS,
+    sparse_mlp_restarts=SPARSE_MLP_RESTARTS, mi_batch_size=MI_BATCH_SIZE, full_queries=FULL_QUERIES,
+    bf16_check_architecture=BF16_CHECK_ARCHITECTURE,
+)
 
 data = tetrominoes.load_tetrominoes()
-split = bozkurt2021.tetromino_split(data, SPLIT)
-
-
-def specs(architecture, precision=PRECISION, restarts=RESTARTS):
-    iterations = MLP3_ITERATIONS if architecture == "mlp3" else ITERATIONS
-    return [bozkurt2021.SweepSpec(architecture, iterations, restart=restart, precision=precision, betas=tuple(BETAS),
-                        eval_points=EVAL_POINTS, max_train=MAX_TRAIN) for restart in range(restarts)]
+split = bozkurt2021.tetromino_split(data, S.split)
 
 
 # %% [markdown]
@@ -105,13 +80,13 @@ def specs(architecture, precision=PRECISION, restarts=RESTARTS):
 
 # %%
 decompositions = {}  # (architecture, estimator) -> list over restarts of RateDecomposition dicts
-for architecture in ("mlp1", "mlp3"):
-    for spec in specs(architecture):
+for architecture, specs in S.curves.items():
+    for spec in specs:
         bozkurt2021.run_sweep(spec, split)  # trains the sweep if fig03 has not (same spec, same cache entry)
         decompositions.setdefault((architecture, "minibatch"), []).append(
-            bozkurt2021.sweep_rate_decomposition(spec, split, estimator="minibatch", batch_size=MI_BATCH_SIZE, seed=SEED))
+            bozkurt2021.sweep_rate_decomposition(spec, split, estimator="minibatch", batch_size=S.mi_batch_size, seed=S.seed))
         decompositions.setdefault((architecture, "full"), []).append(
-            bozkurt2021.sweep_rate_decomposition(spec, split, estimator="full", max_queries=FULL_QUERIES, seed=SEED))
+            bozkurt2021.sweep_rate_decomposition(spec, split, estimator="full", max_queries=S.full_queries, seed=S.seed))
 num_train = decompositions[("mlp1", "full")][0]["num_data"]
 log_n = math.log(num_train)
 
@@ -125,7 +100,7 @@ for key in decompositions:
     mi, kl = stacked(key, "mutual_information").mean(0), stacked(key, "marginal_kl").mean(0)
     print(f"{bozkurt2021.ARCHITECTURE_LABELS[key[0]]:>12} {key[1]:>9}: MI " + " ".join(f"{v:5.2f}" for v in mi))
     print(f"{'':>12} {'':>9}  KL " + " ".join(f"{v:5.2f}" for v in kl))
-print(f"log N_train = log {num_train:,} = {log_n:.2f} nats; log B = log {MI_BATCH_SIZE} = {math.log(MI_BATCH_SIZE):.2f}")
+print(f"log N_train = log {num_train:,} = {log_n:.2f} nats; log B = log {S.mi_batch_size} = {math.log(S.mi_batch_size):.2f}")
 
 # %% [markdown]
 # ## Figure 8
@@ -138,13 +113,13 @@ for ax, architecture in zip(axes, ("mlp1", "mlp3")):
         for field, color, name in (("mutual_information", "tab:blue", "I_q[x; z]"),
                                    ("marginal_kl", "tab:red", "KL(q(z) || p(z))")):
             values = stacked(key, field)
-            ax.errorbar(BETAS, values.mean(0), yerr=values.std(0, ddof=1) if len(values) > 1 else None,
+            ax.errorbar(S.betas, values.mean(0), yerr=values.std(0, ddof=1) if len(values) > 1 else None,
                         color=color, linestyle=style, marker="o", markersize=3, linewidth=1.1, capsize=0,
                         label=f"{name}, {estimator}")
     rate = stacked((architecture, "full"), "rate").mean(0)
-    ax.plot(BETAS, rate, color="0.3", linewidth=0.9, linestyle=":", label="rate R (analytic)")
+    ax.plot(S.betas, rate, color="0.3", linewidth=0.9, linestyle=":", label="rate R (analytic)")
     ax.axhline(log_n, color="0.5", linewidth=0.8)
-    ax.annotate(f"log N_train = {log_n:.2f}", (BETAS[0], log_n), xytext=(2, 3), textcoords="offset points", fontsize=7,
+    ax.annotate(f"log N_train = {log_n:.2f}", (S.betas[0], log_n), xytext=(2, 3), textcoords="offset points", fontsize=7,
                 color="0.35")
     ax.set_xscale("log")
     ax.set_yscale("symlog", linthresh=1.0)
@@ -156,7 +131,7 @@ axes[0].legend(loc="lower left", fontsize=6.5)
 fig.suptitle("Bozkurt et al. 2021, Fig. 8: rate = mutual information + marginal KL (mean ± sd over restarts)",
              fontsize=9)
 fig.tight_layout()
-savefig(fig, "bozkurt2021_fig08_mutual_information", profile=PROFILE)
+run.savefig(fig)
 plt.show()
 
 # %% [markdown]
@@ -166,8 +141,8 @@ plt.show()
 # bfloat16 sweep; the yardstick is the spread between restarts of the bfloat16 sweeps.
 
 # %%
-bf16_runs = [bozkurt2021.run_sweep(spec, split) for spec in specs(BF16_CHECK_ARCHITECTURE)]
-float32_run = bozkurt2021.run_sweep(specs(BF16_CHECK_ARCHITECTURE, precision="float32", restarts=1)[0], split)
+bf16_runs = [bozkurt2021.run_sweep(spec, split) for spec in S.curves[S.bf16_check_architecture]]
+float32_run = bozkurt2021.run_sweep(S.float32_check, split)
 bf16_curve = bozkurt2021.Curve.from_runs(bf16_runs)
 precision_check = {}
 for part in ("train", "test"):
@@ -180,9 +155,9 @@ for part in ("train", "test"):
 # The verdicts that depend on this sweep's curve shape (fig03's U/L test), for one restart of each
 # precision, with the bfloat16 restarts' sd as the noise yardstick.
 noise = bf16_curve.sd("test", "distortion")
-shape_bf16 = minimum_shape(BETAS, bf16_runs[0]["test"]["distortion"], noise)
-shape_float32 = minimum_shape(BETAS, float32_run["test"]["distortion"], noise)
-verdicts = {name: {"u_shaped": is_u_shaped(shape, 2.0), "l_shaped": is_l_shaped(shape, 2.0),
+shape_bf16 = minimum_shape(S.betas, bf16_runs[0]["test"]["distortion"], noise)
+shape_float32 = minimum_shape(S.betas, float32_run["test"]["distortion"], noise)
+verdicts = {name: {"u_shaped": is_u_shaped(shape, SD_MARGIN), "l_shaped": is_l_shaped(shape, SD_MARGIN),
                    "argmin_beta": shape["argmin_beta"]}
             for name, shape in (("bfloat16", shape_bf16), ("float32", shape_float32))}
 largest = {name: {part: (np.abs(np.asarray(float32_run[part][name]) - np.asarray(bf16_runs[0][part][name]))
@@ -202,12 +177,12 @@ print(f"training time as measured (machine shared, not a speed comparison): bflo
 
 # %%
 claims = []
-betas = np.asarray(BETAS)
+betas = np.asarray(S.betas)
 for estimator in ("minibatch", "full"):
     for arch in ("mlp1", "mlp3"):
         values = stacked((arch, estimator), "mutual_information").mean(0)
         small_beta = betas <= 0.1
-        saturated = bool(np.all(values[small_beta] >= SATURATION_FRACTION * log_n) and values[-1] < values[betas == 1.0][0])
+        saturated = saturates_then_falls(betas, values, log_n, SATURATION_FRACTION, small_beta=0.1)
         claims.append(Claim(
             id=f"fig8_mi_saturates_at_log_n_{estimator}_{arch}", paper="bozkurt2021", figure="Fig. 8",
             statement=f"{bozkurt2021.ARCHITECTURE_LABELS[arch]}: I_q[x; z] ({estimator} estimator) rises to ≈ log N_train as β falls "
@@ -232,9 +207,8 @@ claims.append(Claim(
     measured={arch: {"kl": values.round(2).tolist(), "kl_over_rate_beta_gt_1": (values[large_beta] / rate[arch][large_beta]).round(3).tolist()}
               for arch, values in kl.items()},
     tolerance=f"KL <= {SMALL_KL_FRACTION:.0%} of R at every β > 1, and KL(0.001) > KL(0.1) > KL(1), both architectures",
-    holds=bool(all(np.all(values[large_beta] <= SMALL_KL_FRACTION * rate[arch][large_beta])
-                   and values[betas == 0.001][0] > values[betas == 0.1][0] > values[betas == 1.0][0]
-                   for arch, values in kl.items())) if {0.001, 0.1, 1.0} <= set(BETAS) else False,
+    holds=all(share_at_most(betas, values, rate[arch], SMALL_KL_FRACTION, above=1.0)
+              and falls_as_beta_rises(betas, values, (0.001, 0.1, 1.0)) for arch, values in kl.items()),
     note="KL/R at β = " + ", ".join(f"{beta:g}" for beta in betas[large_beta]) + ": "
          + "; ".join(f"{bozkurt2021.ARCHITECTURE_LABELS[arch]} " + ", ".join(f"{ratio:.2f}" for ratio in values[large_beta] / rate[arch][large_beta])
                      for arch, values in kl.items())
@@ -245,16 +219,17 @@ claims.append(Claim(
             if np.all(kl["mlp3"][large_beta] <= SMALL_KL_FRACTION * rate["mlp3"][large_beta])
             and not np.all(kl["mlp1"][large_beta] <= SMALL_KL_FRACTION * rate["mlp1"][large_beta]) else ""),
 ))
-worst = max(values["max_abs_difference"] / max(values["median_restart_sd"], 1e-9) for values in precision_check.values())
+worst = worst_noise_ratio([values["max_abs_difference"] for values in precision_check.values()],
+                          [values["median_restart_sd"] for values in precision_check.values()])
 claims.append(Claim(
     id="bfloat16_rd_points_within_restart_spread", paper="vaegen", figure="precision check (cpu-profile lever)",
     statement="Training in bfloat16 autocast moves the RD points by less than the spread between restarts",
     reported="no change beyond restart noise", measured={"per_quantity": precision_check, "worst_ratio": worst,
                                                          "largest_relative_change": {k: {p: float(v) for p, v in d.items()} for k, d in largest.items()}},
-    tolerance="max |float32 - bfloat16| <= 2 x the median restart sd, for R and D on train and test",
-    holds=bool(worst <= 2.0),
+    tolerance=f"max |float32 - bfloat16| <= {PRECISION_SD_TOLERANCE:g} x the median restart sd, for R and D on train and test",
+    holds=bool(worst <= PRECISION_SD_TOLERANCE),
     note="One float32 sweep (restart 0) against the bfloat16 sweeps; the restart sd comes from the bfloat16 restarts. "
-         + ("" if worst <= 2.0 else
+         + ("" if worst <= PRECISION_SD_TOLERANCE else
             f"bfloat16 shifts points by up to {worst:.0f}x the restart sd, i.e. by at most "
             f"{100 * max(max(d.values()) for d in largest.values()):.1f}% of R or D. Our reading: two restarts (other "
             "initial weights, noise and batch order, same 16,384 images) land within a fraction of a nat of each other, "
@@ -264,7 +239,7 @@ claims.append(Claim(
     id="bfloat16_claim_verdicts_unchanged", paper="vaegen", figure="precision check (cpu-profile lever)",
     statement="Training in bfloat16 autocast does not change the verdicts of the shape claims on this sweep",
     reported="same verdicts", measured=verdicts,
-    tolerance="U-shaped and L-shaped verdicts (fig03's tests, 2 restart sd) equal for float32 and bfloat16",
+    tolerance=f"U-shaped and L-shaped verdicts (fig03's tests, {SD_MARGIN:g} restart sd) equal for float32 and bfloat16",
     holds=bool(verdicts["bfloat16"]["u_shaped"] == verdicts["float32"]["u_shaped"]
                and verdicts["bfloat16"]["l_shaped"] == verdicts["float32"]["l_shaped"]),
 ))
@@ -273,28 +248,21 @@ claims.append(Claim(
 # ## Results
 
 # %%
-path = write_results(
-    "bozkurt2021_fig08_mutual_information",
-    profile=PROFILE,
-    seed=SEED,
-    config={"profile": PROFILE, "betas": BETAS, "split": SPLIT, "iterations": ITERATIONS, "mlp3_iterations": MLP3_ITERATIONS, "restarts": RESTARTS,
-            "precision": PRECISION, "max_train": MAX_TRAIN, "eval_points": EVAL_POINTS, "mi_batch_size": MI_BATCH_SIZE,
-            "full_queries": FULL_QUERIES, "bf16_check_architecture": BF16_CHECK_ARCHITECTURE, "split_spec": split.spec()},
-    metrics={"num_train": num_train, "log_num_train": log_n, "log_batch_size": math.log(MI_BATCH_SIZE),
+run.finish(
+    config=S.to_dict() | {"sd_margin": SD_MARGIN, "saturation_fraction": SATURATION_FRACTION,
+                          "small_kl_fraction": SMALL_KL_FRACTION, "precision_sd_tolerance": PRECISION_SD_TOLERANCE,
+                          "split_spec": split.spec()},
+    metrics={"num_train": num_train, "log_num_train": log_n, "log_batch_size": math.log(S.mi_batch_size),
              "decompositions": {f"{a} {e}": runs for (a, e), runs in decompositions.items()},
              "bfloat16_check": {"float32": float32_run, "bfloat16": bf16_runs[0], "summary": precision_check}},
     claims=claims,
-    runtime_s=stopwatch.elapsed(),
 )
-print(f"wrote {path}")
-for claim in claims:
-    print(f"{'holds' if claim.holds else 'FAILS'}  {claim.statement}")
 # Sanity: both estimators can never exceed log N (tested), and MI + KL equals the sampled rate.
 for key, group in decompositions.items():
-    for run in group:
-        assert np.all(np.asarray(run["mutual_information"]) <= log_n + 1e-6), f"{key}: MI above log N"
-        total = np.asarray(run["mutual_information"]) + np.asarray(run["marginal_kl"])
-        assert np.allclose(total, run["rate_sampled"], atol=1e-6), f"{key}: MI + KL != sampled rate"
+    for decomposition in group:
+        assert np.all(np.asarray(decomposition["mutual_information"]) <= log_n + 1e-6), f"{key}: MI above log N"
+        total = np.asarray(decomposition["mutual_information"]) + np.asarray(decomposition["marginal_kl"])
+        assert np.allclose(total, decomposition["rate_sampled"], atol=1e-6), f"{key}: MI + KL != sampled rate"
 
 # %% [markdown]
 # ## What was reduced, and why

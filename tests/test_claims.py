@@ -207,3 +207,62 @@ def test_not_copies():
     assert claims.not_copies(7.8, 7.4, 0.0, min_ratio=0.5, max_near_copies=0.05) == {"ratio": pytest.approx(7.8 / 7.4), "holds": True}
     assert not claims.not_copies(1.0, 7.4, 0.0, min_ratio=0.5, max_near_copies=0.05)["holds"]  # samples sit on training images
     assert not claims.not_copies(7.8, 7.4, 0.2, min_ratio=0.5, max_near_copies=0.05)["holds"]  # too many near copies
+
+
+# bozkurt2021
+# ------------------------------------------------------------------------------------------------
+
+
+def test_largest_relative_gap_and_below_everywhere():
+    # test D 101 and 198 against train D 100 and 200: gaps 1% and 1% -> 0.01 (absolute value of -2/200).
+    assert claims.largest_relative_gap([1.0, -2.0], [100.0, 200.0]) == pytest.approx(0.01)
+    assert claims.largest_relative_gap([1.0, -6.0], [100.0, 200.0]) == pytest.approx(0.03)
+    with pytest.raises(ValueError, match="one non-empty shape"):
+        claims.largest_relative_gap([1.0], [1.0, 2.0])
+    assert claims.below_everywhere([1, 2, 3], [2, 3, 4]) and not claims.below_everywhere([1, 3, 3], [2, 3, 4])
+    with pytest.raises(ValueError, match="one shape"):
+        claims.below_everywhere([1], [1, 2])
+
+
+def test_curve_distances_and_spread():
+    assert claims.mean_abs_difference([1.0, 5.0], [2.0, 2.0]) == 2.0  # (1 + 3) / 2
+    # Three sizes x two β: spreads 4 - 1 = 3 and 2 - 2 = 0, mean 1.5.
+    assert claims.mean_spread([[1.0, 2.0], [4.0, 2.0], [2.0, 2.0]]) == 1.5
+    assert claims.mean_spread([[7.0, 8.0]]) == 0.0  # one size: nothing moves
+    with pytest.raises(ValueError, match="curves, points"):
+        claims.mean_spread([1.0, 2.0])
+
+
+def test_closer_to_monotone_and_majority():
+    assert claims.closer_to_monotone({"rise": 0.0}, {"rise": 0.3}) and claims.closer_to_monotone({"rise": 0.3}, {"rise": 0.3})
+    assert not claims.closer_to_monotone({"rise": 0.5}, {"rise": 0.0})
+    assert claims.majority([True, True, False]) and not claims.majority([True, False]) and not claims.majority([])
+
+
+def test_saturation_of_the_mutual_information():
+    betas = [0.001, 0.1, 1.0, 5.0]
+    ceiling = 10.0
+    assert claims.saturates_then_falls(betas, [9.8, 9.6, 8.0, 3.0], ceiling, 0.95)
+    assert not claims.saturates_then_falls(betas, [9.8, 9.4, 8.0, 3.0], ceiling, 0.95)  # 9.4 < 9.5 at β = 0.1
+    assert not claims.saturates_then_falls(betas, [9.8, 9.6, 8.0, 8.5], ceiling, 0.95)  # no fall for β > 1
+    assert claims.saturates_then_falls([5.0, 1.0, 0.1], [3.0, 8.0, 9.9], ceiling, 0.95)  # grid order does not matter
+    with pytest.raises(ValueError, match="not on the grid"):
+        claims.saturates_then_falls([0.1, 5.0], [9.9, 3.0], ceiling, 0.95)
+
+
+def test_marginal_kl_share_and_trend():
+    betas = [0.001, 0.1, 1.0, 2.0, 5.0]
+    kl = [50.0, 20.0, 5.0, 1.0, 0.5]
+    rate = [80.0, 40.0, 20.0, 10.0, 2.0]
+    assert claims.share_at_most(betas, kl, rate, 0.25, above=1.0)  # 1/10 and 0.5/2 = 0.25 (inclusive)
+    assert not claims.share_at_most(betas, kl, rate, 0.2, above=1.0)
+    assert claims.falls_as_beta_rises(betas, kl, (0.001, 0.1, 1.0))
+    assert not claims.falls_as_beta_rises(betas, [50.0, 50.0, 5.0, 1.0, 0.5], (0.001, 0.1, 1.0))  # a tie is no fall
+    assert not claims.falls_as_beta_rises([0.001, 1.0, 5.0], [3.0, 2.0, 1.0], (0.001, 0.1, 1.0))  # 0.1 off the grid
+
+
+def test_worst_noise_ratio():
+    assert claims.worst_noise_ratio([1.0, 3.0], [1.0, 0.5]) == 6.0
+    assert claims.worst_noise_ratio([1e-9], [0.0]) == pytest.approx(1.0)  # zero spread: floored at 1e-9
+    with pytest.raises(ValueError, match="one noise sd per difference"):
+        claims.worst_noise_ratio([1.0], [])

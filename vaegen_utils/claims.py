@@ -419,3 +419,107 @@ def not_copies(plausible_median: float, test_median: float, near_copy_fraction: 
     most `max_near_copies` of them are nearer than the test images' 1st percentile. Returns {"ratio", "holds"}."""
     ratio = plausible_median / test_median
     return {"ratio": ratio, "holds": bool(ratio >= min_ratio and near_copy_fraction <= max_near_copies)}
+
+
+# bozkurt2021: comparisons of RD curves, rate decompositions and training-set sizes (Figs. 1-8)
+# ------------------------------------------------------------------------------------------------
+
+
+def largest_relative_gap(gaps: Sequence[float], reference: Sequence[float]) -> float:
+    """max over points of |gap| / |reference|, e.g. |test D - train D| / train D over β ("no gap": small)."""
+    gaps = np.asarray(gaps, dtype=np.float64)
+    reference = np.asarray(reference, dtype=np.float64)
+    if gaps.shape != reference.shape or gaps.size == 0:
+        raise ValueError(f"largest_relative_gap needs two curves of one non-empty shape, got {gaps.shape} and {reference.shape}")
+    return float(np.max(np.abs(gaps) / np.abs(reference)))
+
+
+def below_everywhere(lower: Sequence[float], upper: Sequence[float]) -> bool:
+    """Every value of `lower` strictly below the matching value of `upper` (one curve under another at every β)."""
+    lower = np.asarray(lower, dtype=np.float64)
+    upper = np.asarray(upper, dtype=np.float64)
+    if lower.shape != upper.shape:
+        raise ValueError(f"below_everywhere compares curves of one shape, got {lower.shape} and {upper.shape}")
+    return bool(np.all(lower < upper))
+
+
+def mean_abs_difference(curve: Sequence[float], other: Sequence[float]) -> float:
+    """Mean over points of |curve - other|: how far apart two curves over the same β grid lie."""
+    curve = np.asarray(curve, dtype=np.float64)
+    other = np.asarray(other, dtype=np.float64)
+    if curve.shape != other.shape:
+        raise ValueError(f"mean_abs_difference compares curves of one shape, got {curve.shape} and {other.shape}")
+    return float(np.mean(np.abs(curve - other)))
+
+
+def mean_spread(rows: Sequence[Sequence[float]]) -> float:
+    """How much curves move between settings: max - min over the rows, averaged over the columns.
+
+    `rows[i][j]`: curve i (e.g. one training-set size) at point j (e.g. one β).
+    """
+    array = np.asarray(rows, dtype=np.float64)
+    if array.ndim != 2 or array.size == 0:
+        raise ValueError(f"mean_spread needs a non-empty (curves, points) table, got shape {array.shape}")
+    return float(np.mean(array.max(axis=0) - array.min(axis=0)))
+
+
+def closer_to_monotone(shape: Mapping, reference: Mapping) -> bool:
+    """A curve is at least as close to monotone as a reference curve: its small-β rise above its
+    minimum (`minimum_shape(...)["rise"]`) is no larger than the reference's."""
+    return bool(shape["rise"] <= reference["rise"])
+
+
+def majority(flags: Sequence[bool]) -> bool:
+    """More than half of the flags hold (False for none): "on most data sets"."""
+    flags = [bool(flag) for flag in flags]
+    return bool(flags) and sum(flags) > len(flags) / 2
+
+
+def _values_at(betas: Sequence[float], values: Sequence[float], beta: float) -> float:
+    betas = np.asarray(betas, dtype=np.float64)
+    matches = np.flatnonzero(betas == beta)
+    if matches.size == 0:
+        raise ValueError(f"β = {beta:g} is not on the grid {betas.tolist()}")
+    return float(np.asarray(values, dtype=np.float64)[matches[0]])
+
+
+def saturates_then_falls(betas: Sequence[float], values: Sequence[float], ceiling: float, fraction: float, *,
+                         small_beta: float = 0.1) -> bool:
+    """Paper C's Fig. 8 shape of I_q[x; z] over β: at least `fraction` of its `ceiling` (log N) at every
+    β <= `small_beta`, and lower at the largest β than at β = 1 (it falls for β > 1)."""
+    betas_array = np.asarray(betas, dtype=np.float64)
+    values_array = np.asarray(values, dtype=np.float64)
+    small = betas_array <= small_beta
+    saturated = bool(np.all(values_array[small] >= fraction * ceiling))
+    largest = float(values_array[int(np.argmax(betas_array))])
+    return bool(saturated and largest < _values_at(betas, values, 1.0))
+
+
+def share_at_most(betas: Sequence[float], part: Sequence[float], whole: Sequence[float], fraction: float, *,
+                  above: float) -> bool:
+    """`part` is at most `fraction` of `whole` at every β > `above` (e.g. marginal KL vs rate for β > 1)."""
+    betas = np.asarray(betas, dtype=np.float64)
+    part = np.asarray(part, dtype=np.float64)
+    whole = np.asarray(whole, dtype=np.float64)
+    selected = betas > above
+    return bool(np.all(part[selected] <= fraction * whole[selected]))
+
+
+def falls_as_beta_rises(betas: Sequence[float], values: Sequence[float], at: Sequence[float]) -> bool:
+    """The values at the listed β (taken in increasing β) are strictly decreasing; False when a listed
+    β is not on the grid (e.g. the smoke profile's short grid)."""
+    grid = {float(beta) for beta in betas}
+    points = sorted(float(beta) for beta in at)
+    if not set(points) <= grid:
+        return False
+    return strictly_decreasing([_values_at(betas, values, beta) for beta in points])
+
+
+def worst_noise_ratio(differences: Sequence[float], noise: Sequence[float], *, floor: float = 1e-9) -> float:
+    """max over quantities of difference / noise sd (the sd floored at `floor`, so a zero spread gives a
+    large ratio instead of a division by zero)."""
+    differences = np.asarray(differences, dtype=np.float64)
+    noise = np.asarray(noise, dtype=np.float64)
+    if differences.shape != noise.shape or differences.size == 0:
+        raise ValueError(f"worst_noise_ratio needs one noise sd per difference, got {differences.shape} and {noise.shape}")
+    return float(max(difference / max(sd, floor) for difference, sd in zip(differences.tolist(), noise.tolist())))
