@@ -62,44 +62,16 @@
 from vaegen_utils.profiles import current_profile
 
 PROFILE = current_profile()  # smoke | cpu | paper: env VAEGEN_PROFILE (default cpu) or papermill -p PROFILE
-DATASET = "binary_mnist"  # paper B Sec. 2.2: MNIST binarized at a fixed 0.5 threshold (papers.md B.4)
-NUM_HIDDEN_LAYERS = 2  # hidden layers of 500 ReLU units in encoder and decoder (paper B Sec. 2.2)
-BATCH_SIZE = 100  # images per Adam step (official code, papers.md B.4)
-LEARNING_RATE = 1e-3  # Adam step size (paper B Sec. 2.2)
-SUBSET_SEED = 0  # which training images form the subset (the shipped diffusion model saw the same 1000)
-# Base run per profile: smoke and cpu match the zhang2022 notebooks, so their cached normal and
-# self-consistent models are reused (tests/test_decomposition.py checks it). Paper: 1000 images, the
-# shipped diffusion model's training set (DMaaPx needs a DM trained on the VAE's own training set).
-N_TRAIN_BY_PROFILE = {"smoke": 100, "cpu": 1000, "paper": 1000}  # training images
-EPOCHS_BY_PROFILE = {"smoke": 2, "cpu": 160, "paper": 1000}  # (effective) training epochs; every method is measured at the last
-CHECKPOINT_EVERY_BY_PROFILE = {"smoke": 1, "cpu": 20, "paper": 100}  # a saved model every k epochs (as zhang2022)
-EVAL_EVERY_BY_PROFILE = {"smoke": 1, "cpu": 10, "paper": 10}  # train/test ELBO every k epochs during training
-SEEDS_BY_PROFILE = {"smoke": [0, 1], "cpu": [0, 1, 2], "paper": [0, 1, 2]}  # one model per seed, the same seeds for every method
-N_TEST_BY_PROFILE = {"smoke": 50, "cpu": 1000, "paper": 10000}  # first n test images (test ELBO, G_g, encoder retraining)
-# Encoder retraining with the decoder frozen: on the test set (eq. 12) and self-consistent (eq. 16); as zhang2022 fig1b/fig2.
-RETRAIN_EPOCHS_BY_PROFILE = {"smoke": 1, "cpu": 20, "paper": 100}  # official additional_epochs = 100; cpu: 200 steps, within ~0.002 bpd of 50 epochs (measured)
-RETRAIN_EVAL_EVERY_BY_PROFILE = {"smoke": 1, "cpu": 5, "paper": 10}  # test BPD every k retraining epochs (convergence check)
-RETRAIN_LEARNING_RATE = 1e-3  # Adam; the official code reuses opt['lr']
-RETRAIN_SEED = 0  # batch order, noise and model samples of the retraining
-ALPHA = 0.5  # eq. 16: fraction of model samples in the self-consistent encoder's data (paper B: 0.5)
-BETA = 0.1  # paper C Fig. 3: the test L_{beta=1} and log p(x) peak at beta = 0.1 (CV(16k/147k), 3-layer MLP)
-# DMaaPx (paper A Algorithm 2): the sample bank of the xiao2024 notebooks (same settings: one shared bank).
-BANK_STAGE = "final"  # shipped diffusion checkpoint: "final" (step 3000) or "early" (step 750)
-BANK_SAMPLER_BY_PROFILE = {"smoke": "ddim", "cpu": "ddim", "paper": "heun"}  # paper: EDM's Heun sampler, 18 steps
-BANK_STEPS_BY_PROFILE = {"smoke": 2, "cpu": 20, "paper": 18}  # sampler steps
-BANK_BLOCKS_BY_PROFILE = {"smoke": 2, "cpu": 10, "paper": 10}  # k blocks of N DM samples, cycled (paper A Fig. 4: k = 10 suffices)
-BANK_SEED = 0  # initial-noise seed of the bank (sample i always gets the same noise)
-AUGMENT_P = 0.1  # Aug.Naive: probability of each operation (paper A: 0.1 or 0.12; as xiao2024)
-# The measurement at the final epoch. Subset: the first N_POINTS training and test images.
-N_POINTS_BY_PROFILE = {"smoke": 8, "cpu": 100, "paper": 1000}  # images with IWAE, q* and the subset ELBOs (cpu: IWAE_1000 and q* cost ~0.1 s per image and model)
-IWAE_SAMPLES_BY_PROFILE = {"smoke": 20, "cpu": 1000, "paper": 1000}  # K of IWAE_K (issue: K = 1000)
-ELBO_SAMPLES_BY_PROFILE = {"smoke": 2, "cpu": 10, "paper": 100}  # Monte Carlo samples of the full-set train/test ELBOs
-SUBSET_ELBO_SAMPLES_BY_PROFILE = {"smoke": 10, "cpu": 100, "paper": 1000}  # samples of every subset ELBO (common random numbers)
-FIT_SAMPLES = 1  # q* fit: reparameterised samples per Adam step (as the xiao2024 notebooks)
-FIT_LEARNING_RATE = 1e-2  # q* fit: Adam step size, started at an encoder's output (as the xiao2024 notebooks)
-FIT_MAX_STEPS_BY_PROFILE = {"smoke": 10, "cpu": 300, "paper": 2000}  # q* fit: Adam step cap; cpu: 0.3 nats short of a 5-sample 600-step fit (measured, 10 test images)
-FIT_CHECK_EVERY = 50  # q* plateau rule: windows of this many steps ...
-FIT_PATIENCE = 2  # ... stop after more than this many windows without improvement
+# Sizes per profile are decomposition.setup's (the base run and retraining are zhang2022's named runs,
+# so the zhang2022 notebooks' cached models are reused; the bank is xiao2024's). Overrides: None keeps the profile's value.
+EPOCHS = None  # (effective) training epochs of every method; the measurement is at the last
+SEEDS = None  # one model per seed, the same seeds for every method
+N_POINTS = None  # training and test images with IWAE, q* and the subset ELBOs
+IWAE_SAMPLES = None  # K of IWAE_K (Burda et al. 2016)
+BETA = 0.1  # bozkurt2021 Fig. 3: the test L_{beta=1} and log p(x) peak at beta = 0.1 (CV(16k/147k), 3-layer MLP)
+ALPHA = 0.5  # zhang2022 eq. 16: fraction of model samples in the self-consistent encoder's data (paper: 0.5)
+BANK_STAGE = "final"  # shipped diffusion checkpoint of DMaaPx (xiao2024 Algorithm 2): "final" (step 3000) or "early" (step 750)
+AUGMENT_P = 0.1  # Aug.Naive: probability of each operation (xiao2024: 0.1 or 0.12; as the xiao2024 notebooks)
 EVAL_SEED = 0  # noise of every ELBO and IWAE (one seed: common random numbers across encoders)
 
 # %% [markdown]
@@ -109,62 +81,16 @@ EVAL_SEED = 0  # noise of every ELBO and IWAE (one seed: common random numbers a
 import matplotlib.pyplot as plt
 import numpy as np
 
-from vaegen_utils import decomposition, estimators, zhang2022
+from vaegen_utils import decomposition, notebook
 from vaegen_utils.claims import mean_sd
-from vaegen_utils.figures import output_dir, savefig, use_style
+from vaegen_utils.figures import output_dir
 from vaegen_utils.io import atomic_write_text
-from vaegen_utils.profiles import by_profile
-from vaegen_utils.results import Claim, Stopwatch, write_results
-from vaegen_utils.seeding import set_seed
-from vaegen_utils.xiao2024 import BankSettings
+from vaegen_utils.results import Claim
 
-stopwatch = Stopwatch()
-SEEDS = by_profile(PROFILE, SEEDS_BY_PROFILE)
-set_seed(SEEDS[0])
-use_style()
-
-# Sizes are resolved here, not in the parameters cell: papermill injects `-p PROFILE ...` after it.
-BASE = zhang2022.BaseRun(
-    dataset=DATASET,
-    n_train=by_profile(PROFILE, N_TRAIN_BY_PROFILE),
-    n_test=by_profile(PROFILE, N_TEST_BY_PROFILE),
-    seeds=SEEDS,
-    epochs=by_profile(PROFILE, EPOCHS_BY_PROFILE),
-    checkpoint_every=by_profile(PROFILE, CHECKPOINT_EVERY_BY_PROFILE),
-    eval_every=by_profile(PROFILE, EVAL_EVERY_BY_PROFILE),
-    subset_seed=SUBSET_SEED,
-    num_hidden_layers=NUM_HIDDEN_LAYERS,
-    batch_size=BATCH_SIZE,
-    learning_rate=LEARNING_RATE,
-)
-SETUP = decomposition.Setup(
-    base=BASE,
-    retrain=zhang2022.RetrainSettings(
-        epochs=by_profile(PROFILE, RETRAIN_EPOCHS_BY_PROFILE),
-        batch_size=BATCH_SIZE,
-        learning_rate=RETRAIN_LEARNING_RATE,
-        seed=RETRAIN_SEED,
-        eval_every=by_profile(PROFILE, RETRAIN_EVAL_EVERY_BY_PROFILE),
-    ),
-    fit=estimators.PerPointSettings(
-        n_points=by_profile(PROFILE, N_POINTS_BY_PROFILE),
-        num_samples=FIT_SAMPLES,
-        learning_rate=FIT_LEARNING_RATE,
-        max_steps=by_profile(PROFILE, FIT_MAX_STEPS_BY_PROFILE),
-        check_every=FIT_CHECK_EVERY,
-        patience=FIT_PATIENCE,
-        eval_samples=by_profile(PROFILE, SUBSET_ELBO_SAMPLES_BY_PROFILE),
-    ),
-    beta=BETA,
-    alpha=ALPHA,
-    bank_blocks=by_profile(PROFILE, BANK_BLOCKS_BY_PROFILE),
-    bank=BankSettings(stage=BANK_STAGE, sampler=by_profile(PROFILE, BANK_SAMPLER_BY_PROFILE),
-                      steps=by_profile(PROFILE, BANK_STEPS_BY_PROFILE), seed=BANK_SEED),
-    augment_p=AUGMENT_P,
-    iwae_samples=by_profile(PROFILE, IWAE_SAMPLES_BY_PROFILE),
-    elbo_samples=by_profile(PROFILE, ELBO_SAMPLES_BY_PROFILE),
-    eval_seed=EVAL_SEED,
-)
+SETUP = decomposition.setup(PROFILE, epochs=EPOCHS, seeds=SEEDS, n_points=N_POINTS, iwae_samples=IWAE_SAMPLES, beta=BETA,
+                            alpha=ALPHA, stage=BANK_STAGE, augment_p=AUGMENT_P, eval_seed=EVAL_SEED)
+BASE, SEEDS = SETUP.base, list(SETUP.base.seeds)
+run = notebook.start("vaegen_gap_decomposition", PROFILE, seed=SEEDS[0])
 METHODS = list(decomposition.METHODS)
 LABELS = {method: SETUP.label(method) for method in METHODS}
 N_POINTS = SETUP.fit.n_points
@@ -279,7 +205,7 @@ right.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize=7, ncol=2)
 fig.suptitle(f"Binary MNIST VAE (paper B's MLP), {SETUP.n_train:,} training images, epoch {SETUP.epoch}, "
              f"mean over {len(SEEDS)} seeds", x=0.01, ha="left", fontsize=10)
 fig.tight_layout()
-savefig(fig, "vaegen_gap_decomposition", profile=PROFILE)
+run.savefig(fig)
 plt.show()
 
 # %% [markdown]
@@ -430,10 +356,7 @@ claims = [
         note=f"q* fits capped at {SETUP.fit.max_steps} Adam steps",
     ),
 ]
-path = write_results(
-    "vaegen_gap_decomposition",
-    profile=PROFILE,
-    seed=SEEDS[0],
+run.finish(
     config={"setup": SETUP.to_dict(), "profile": PROFILE, "methods": METHODS, "labels": LABELS},
     metrics={
         "measured": measured,
@@ -444,11 +367,7 @@ path = write_results(
         "table_markdown": table_text,
     },
     claims=claims,
-    runtime_s=stopwatch.elapsed(),
 )
-print(f"wrote {path}")
-for claim in claims:
-    print(f"{'holds' if claim.holds else 'FAILS'}  {claim.statement}: {claim.measured}")
 # Sanity: finite numbers; the four stacked gaps add up to the total for every method and seed.
 for method in METHODS:
     stacked = sum(per_seed(method, name) for name in decomposition.STACK)

@@ -7,13 +7,13 @@ it needs no data set and no diffusion model; every cache lives in a temporary fo
 
 from __future__ import annotations
 
-import ast
+import dataclasses
 import math
 
 import pytest
 import torch
 
-from vaegen_utils import decomposition, estimators, models, paths, training, zhang2022
+from vaegen_utils import decomposition, estimators, models, training, xiao2024, zhang2022
 from vaegen_utils.cache import RunCache
 
 N_TRAIN, N_TEST = 20, 20
@@ -225,52 +225,26 @@ def test_end_to_end_on_twenty_images_and_rerun_from_the_cache(fake_data, tmp_pat
 # The notebook shares the zhang2022 models and the xiao2024 bank
 # ------------------------------------------------------------------------------------------
 
-NOTEBOOKS = paths.repo_root() / "notebooks"
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "paper"])
+def test_setup_reuses_the_zhang2022_models_and_the_xiao2024_bank(profile):
+    setup = decomposition.setup(profile)
+    base = zhang2022.base_run(profile)
+    # The normal models are zhang2022's (same cache key) except in the paper profile, which trains on
+    # the shipped diffusion model's 1000 images (DMaaPx needs a DM trained on the VAE's own data).
+    if profile == "paper":
+        assert setup.base.n_train == 1000 and setup.base == dataclasses.replace(base, n_train=1000)
+    else:
+        assert setup.base == base and zhang2022.base_key(setup.base) == zhang2022.base_key(base)
+    assert setup.retrain == zhang2022.retrain_settings(profile)
+    assert setup.bank == xiao2024.bank_settings(profile)
+    if profile != "paper":  # the bank blocks of xiao2024's study (paper: k = 1000 there, 10 here)
+        assert setup.bank_blocks == xiao2024.study(profile, "binary_mnist").bank_blocks
 
 
-def parameters(name: str) -> dict:
-    """The literal assignments of a notebook's parameters cell (the first code cell)."""
-    import jupytext
+def test_setup_overrides_and_refuses_unknown_sizes():
+    setup = decomposition.setup("smoke", epochs=3, seeds=[4], n_points=5, stage="early")
+    assert setup.base.epochs == 3 and setup.base.seeds == (4,) and setup.fit.n_points == 5 and setup.bank.stage == "early"
+    assert decomposition.setup("smoke", n_points=None).fit.n_points == decomposition.SETUP_BY_PROFILE["smoke"]["n_points"]
+    with pytest.raises(ValueError, match=r"unknown decomposition.setup size field\(s\) 'n_point'"):
+        decomposition.setup("smoke", n_point=5)
 
-    notebook = jupytext.read(NOTEBOOKS / f"{name}.py")
-    cell = next(cell for cell in notebook.cells if cell.cell_type == "code")
-    values = {}
-    for node in ast.parse(cell.source).body:
-        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
-            try:
-                values[node.targets[0].id] = ast.literal_eval(node.value)
-            except ValueError:
-                pass
-    return values
-
-
-@pytest.mark.skipif(not (NOTEBOOKS / "vaegen_gap_decomposition.py").is_file(), reason="notebook not present")
-def test_notebook_reuses_the_zhang2022_models_and_the_xiao2024_bank():
-    ours = parameters("vaegen_gap_decomposition")
-    # The zhang2022 notebooks' runs are the named runs zhang2022.base_run / retrain_settings.
-    for profile in ("smoke", "cpu", "paper"):
-        base, retrain = zhang2022.base_run(profile), zhang2022.retrain_settings(profile)
-        for name, field in (("DATASET", "dataset"), ("NUM_HIDDEN_LAYERS", "num_hidden_layers"), ("BATCH_SIZE", "batch_size"),
-                            ("LEARNING_RATE", "learning_rate"), ("SUBSET_SEED", "subset_seed")):
-            assert ours[name] == getattr(base, field), name
-        for name, field in (("N_TRAIN_BY_PROFILE", "n_train"), ("EPOCHS_BY_PROFILE", "epochs"),
-                            ("CHECKPOINT_EVERY_BY_PROFILE", "checkpoint_every"), ("EVAL_EVERY_BY_PROFILE", "eval_every"),
-                            ("SEEDS_BY_PROFILE", "seeds"), ("N_TEST_BY_PROFILE", "n_test")):
-            value = ours[name][profile]
-            if profile == "paper" and name == "N_TRAIN_BY_PROFILE":
-                continue  # paper: 1000 images (the diffusion model's), not paper B's 60k
-            assert (tuple(value) if name == "SEEDS_BY_PROFILE" else value) == getattr(base, field), (name, profile)
-        for name, field in (("RETRAIN_EPOCHS_BY_PROFILE", "epochs"), ("RETRAIN_EVAL_EVERY_BY_PROFILE", "eval_every")):
-            assert ours[name][profile] == getattr(retrain, field), (name, profile)
-        for name, field in (("RETRAIN_LEARNING_RATE", "learning_rate"), ("RETRAIN_SEED", "seed"), ("BATCH_SIZE", "batch_size")):
-            assert ours[name] == getattr(retrain, field), name
-    # DMaaPx reads the xiao2024 notebooks' sample bank: the same sampler, steps and seed as
-    # xiao2024.bank_settings, and (smoke, cpu) the same number of blocks as their named run.
-    from vaegen_utils import xiao2024
-
-    for profile in ("smoke", "cpu"):
-        bank = xiao2024.bank_settings(profile)
-        assert ours["BANK_SAMPLER_BY_PROFILE"][profile] == bank.sampler, profile
-        assert ours["BANK_STEPS_BY_PROFILE"][profile] == bank.steps, profile
-        assert ours["BANK_SEED"] == bank.seed and ours["BANK_STAGE"] == bank.stage
-        assert ours["BANK_BLOCKS_BY_PROFILE"][profile] == xiao2024.study(profile, "binary_mnist").bank_blocks, profile

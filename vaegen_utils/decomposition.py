@@ -66,9 +66,10 @@ import torch
 from . import augment, estimators, synthetic, training, zhang2022
 from .claims import mean_sd
 from . import cache as vcache
-from .checks import check_int
+from . import profiles
+from .checks import check_fields, check_int
 from .seeding import make_generator
-from .xiao2024 import BankSettings
+from .synthetic import BankSettings, bank_settings
 
 # Salt of every key made here: bump it when a change below changes what a setting produces.
 CODE_VERSION = "decomposition-1"
@@ -220,6 +221,54 @@ class Setup:
 # --------------------------------------------------------------------------------------------
 # Training the methods
 # --------------------------------------------------------------------------------------------
+
+
+#: The decomposition's own sizes per profile. Its base run and encoder retraining are zhang2022's
+#: named runs (so the normal and self-consistent models come from the zhang2022 notebooks' cache)
+#: and its bank is xiao2024's (one shared bank); `n_train` None keeps zhang2022's value, and the
+#: paper profile trains on the shipped diffusion model's 1000 images (DMaaPx needs a DM trained on
+#: the VAE's own training set). n_points: images with IWAE, q* and the subset ELBOs (cpu: IWAE_1000
+#: and q* cost ~0.1 s per image and model); fit_max_steps: q* Adam cap (cpu: 0.3 nats short of a
+#: 5-sample 600-step fit, measured on 10 test images).
+SETUP_BY_PROFILE = {
+    "smoke": {"n_train": None, "bank_blocks": 2, "n_points": 8, "fit_max_steps": 10, "subset_elbo_samples": 10,
+              "iwae_samples": 20, "elbo_samples": 2},
+    "cpu": {"n_train": None, "bank_blocks": 10, "n_points": 100, "fit_max_steps": 300, "subset_elbo_samples": 100,
+            "iwae_samples": 1000, "elbo_samples": 10},
+    "paper": {"n_train": 1000, "bank_blocks": 10, "n_points": 1000, "fit_max_steps": 2000, "subset_elbo_samples": 1000,
+              "iwae_samples": 1000, "elbo_samples": 100},
+}
+#: The q* fit, as xiao2024's G_a: one sample per Adam step, step size 1e-2 from the encoder's output,
+#: Cremer et al. (2018)'s plateau rule with windows of 50 steps and patience 2.
+FIT = {"num_samples": 1, "learning_rate": 1e-2, "check_every": 50, "patience": 2}
+
+
+def setup(profile: str, *, epochs: int | None = None, seeds: Sequence[int] | None = None, beta: float = 0.1,
+          alpha: float = 0.5, stage: str = "final", augment_p: float = 0.1, eval_seed: int = 0, **sizes) -> Setup:
+    """The decomposition's `Setup` for `profile`; None overrides keep the profile's value.
+
+    `sizes` override SETUP_BY_PROFILE's entries (n_train, bank_blocks, n_points, fit_max_steps,
+    subset_elbo_samples, iwae_samples, elbo_samples); `epochs` and `seeds` go to zhang2022's base run.
+    """
+    check_fields("decomposition.setup size", sizes, SETUP_BY_PROFILE["cpu"])
+    values = profiles.resolve(profile, SETUP_BY_PROFILE, **sizes)
+    base = zhang2022.base_run(profile, n_train=values["n_train"], epochs=epochs, seeds=seeds)
+    fit = estimators.PerPointSettings(
+        n_points=values["n_points"], max_steps=values["fit_max_steps"], eval_samples=values["subset_elbo_samples"], **FIT
+    )
+    return Setup(
+        base=base,
+        retrain=zhang2022.retrain_settings(profile),
+        fit=fit,
+        beta=beta,
+        alpha=alpha,
+        bank_blocks=values["bank_blocks"],
+        bank=bank_settings(profile, stage=stage),
+        augment_p=augment_p,
+        iwae_samples=values["iwae_samples"],
+        elbo_samples=values["elbo_samples"],
+        eval_seed=eval_seed,
+    )
 
 
 def bank(setup: Setup, *, progress: bool | None = None):
