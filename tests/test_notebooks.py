@@ -205,7 +205,8 @@ def test_parameters_cell_holds_no_per_profile_tables(source):
         f"(`EPOCHS = None  # None: the profile's value`)"
     )
     setup = jupytext.read(source).cells
-    assert f"{builder.__name__}(PROFILE" in "\n".join(cell.source for cell in setup if cell.cell_type == "code"), (
+    code = "\n".join(cell.source for cell in setup if cell.cell_type == "code")
+    assert re.search(rf"{builder.__name__}\(\s*PROFILE\b", code), (
         f"{source.name}: the setup cell must resolve the settings with `{builder.__name__}(PROFILE, ...)`"
     )
 
