@@ -51,6 +51,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from . import progress as progress_bars
 from .seeding import derive_seed, make_generator
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
@@ -132,6 +133,7 @@ def encoder_attack(
     plateau_patience: int | None = 20,
     plateau_factor: float = 0.5,
     callback: Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None,
+    progress: bool | None = None,
 ) -> AttackResult:
     """Kuzina et al.'s unsupervised encoder attack (see the module docstring) on every image of x.
 
@@ -140,7 +142,7 @@ def encoder_attack(
     callback(step, x_adv, epsilon, objective) is called after the random start (step 0) and after
     every step with (n, R, ...) tensors (for tests and plots). Deterministic for a given seed. The
     model is put in eval mode during the attack and restored afterwards; its parameters get no
-    gradients.
+    gradients. progress: a bar over the steps (`vaegen_utils.progress`; None = the default rule).
     """
     if not isinstance(x, torch.Tensor) or x.dim() < 2 or x.shape[0] == 0:
         raise ValueError(f"x must be a non-empty batch of reference images (n, *data_shape), got {getattr(x, 'shape', type(x))}")
@@ -191,7 +193,9 @@ def encoder_attack(
         bad_steps = torch.zeros(rows, dtype=torch.long)
         if callback is not None:
             callback(0, (x_rows + eps).view(n, restarts, *shape), eps.view(n, restarts, *shape), current.view(n, restarts))
-        for step in range(1, steps + 1):
+        for step in progress_bars.bar(
+            range(1, steps + 1), desc=f"encoder attack ({n} images x {restarts} restarts)", unit="step", progress=progress
+        ):
             eps_var = eps.clone().requires_grad_(True)
             value = objective_of(eps_var)
             gradient = None

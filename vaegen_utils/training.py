@@ -44,7 +44,6 @@ import json
 import math
 import os
 import shutil
-import sys
 import tempfile
 import time
 import warnings
@@ -56,6 +55,7 @@ import torch
 
 from .checks import check_int, check_number
 from . import estimators, io
+from . import progress as progress_module
 from .seeding import derive_seed, make_generator
 
 DataSource = Callable[[int], torch.Tensor]  # epoch (1-based) -> images (N, *data_shape)
@@ -609,7 +609,8 @@ def train(
                     It must be deterministic in `epoch` for resume to reproduce a run.
     batch_transform optional `(x_batch, generator) -> x_batch` applied to every batch, with a
                     generator seeded from config.seed (e.g. `model_sample_mixture(model, 0.5)`).
-    progress        True/False forces the tqdm bar on/off; None shows it only on a terminal.
+    progress        True/False forces the progress bar on/off; None follows vaegen_utils.progress
+                    (on in notebooks and terminals, off in tests and logs; $VAEGEN_PROGRESS).
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
@@ -900,22 +901,8 @@ def _postfix(history: list[dict]) -> dict:
 
 
 def _progress_bar(progress: bool | None, *, total: int, initial_epoch: int):
-    """tqdm only when asked (progress=True) or on an interactive terminal; never noisy in CI logs."""
-    enabled = sys.stderr.isatty() if progress is None else bool(progress)
-    if enabled and _in_notebook():
-        with contextlib.suppress(ImportError):
-            import ipywidgets  # noqa: F401  (tqdm.notebook needs it; without it, fall back to text)
-            from tqdm.notebook import tqdm as notebook_tqdm
-
-            return notebook_tqdm(total=total, disable=False, unit="step", desc=f"from epoch {initial_epoch}")
-    from tqdm import tqdm
-
-    return tqdm(total=total, disable=not enabled, unit="step", desc=f"from epoch {initial_epoch}", leave=False)
-
-
-def _in_notebook() -> bool:
-    shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
-    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+    """The training bar; `vaegen_utils.progress` decides widget / text / terminal / off."""
+    return progress_module.bar(total=total, progress=progress, unit="step", desc=f"training from epoch {initial_epoch}")
 
 
 def _copy_weights(source: torch.nn.Module, target: torch.nn.Module, folder: Path) -> None:
