@@ -185,8 +185,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     report_path = io.atomic_write_text(folder / "REPORT.md", render_report(documents, folder))
     print(f"report: wrote {report_path} — {totals_line(totals(documents))}")
-    if not args.no_readme:
-        readme = args.readme or paths.repo_root() / "README.md"
+    checkout = paths.checkout_root()
+    if not args.no_readme and (args.readme or checkout is not None):  # no README outside a checkout
+        readme = args.readme or checkout / "README.md"
         gallery = render_gallery(documents, folder, readme.parent.resolve())
         if update_readme(readme, gallery):
             print(f"report: updated the results block of {readme}")
