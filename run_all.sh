@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate the figures: execute notebooks/*.py with papermill, one after another.
-# Run ./run_all.sh --help for usage. Each notebook is converted py -> ipynb into build/notebooks/
-# (never over the committed pair) and executed into build/executed/<profile>/<name>.ipynb.
+# Run ./run_all.sh --help for usage. This script checks its arguments, sets up the environment,
+# then becomes `python -m vaegen_utils.runall` (exec: same process), which runs the notebooks.
 set -euo pipefail
 
 # Mirrors vaegen_utils.profiles.PROFILES (tests/test_notebooks.py checks they agree). Kept in bash
@@ -10,37 +10,50 @@ PROFILES=(smoke cpu paper)
 DEFAULT_PROFILE=cpu
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-cd "$REPO"  # papermill runs kernels in the caller's directory; make that the repository root
+cd "$REPO"  # papermill runs kernels in the repository root
 
 usage() {
   cat <<EOF
-Usage: ./run_all.sh [--profile smoke|cpu|paper] [notebook ...]
+Usage: ./run_all.sh [--profile smoke|cpu|paper] [-p KEY VALUE ...] [--run-name NAME] [notebook ...]
 
 Execute the notebooks in notebooks/ with papermill and regenerate their figures and results.
 
-  --profile P   smoke: seconds per notebook, same code, tiny sizes (CI, tests)
-                cpu:   the default; the committed figures/ come from this profile
-                paper: the papers' own settings (meant for a GPU)
-  notebook      names in notebooks/, with or without .py/.ipynb (default: all, sorted)
-  -h, --help    show this help
+  --profile P     smoke: seconds per notebook, same code, tiny sizes (CI, tests)
+                  cpu:   the default; the committed figures/ come from this profile
+                  paper: the papers' own settings (meant for a GPU)
+  -p KEY VALUE    set a parameter of the notebook's parameters cell (repeatable), read like
+                  papermill's -p: True/False/None, integers and floats, else a string. KEY must be
+                  a parameter of every selected notebook; PROFILE is set with --profile.
+                  Example: ./run_all.sh xiao2024_fig02_synthetic_data -p SEED 1
+  --run-name N    name of this run's output folder (default: derived from profile, notebooks
+                  and parameters, e.g. cpu-vaegen_datasets-SEED=1)
+  notebook        names in notebooks/, with or without .py/.ipynb (default: all, sorted)
+  -h, --help      show this help
 
-Outputs:
-  build/notebooks/<name>.ipynb             unexecuted notebook converted from notebooks/<name>.py
-  build/executed/<profile>/<name>.ipynb    executed copy (kept on failure, error cell marked)
-  figures/<name>.{png,pdf,json}            cpu profile (the committed figures)
-  build/figures/<profile>/<name>.*         smoke and paper profiles, so committed figures stay
-                                           untouched (rule: vaegen_utils.figures.output_dir)
-  <results folder>/REPORT.md               claims report over every results file (cpu: also
-                                           the results block of README.md)
-  build/html/<profile>/<name>.html         browsable copy of each executed notebook
+Where results go:
+  figures/<name>.{png,pdf,json}          a default run: cpu profile, no -p, no --run-name
+                                         (the committed figures; figures/runtimes.jsonl too)
+  build/figures/<run>/<name>.*           every other run: <run> = --run-name, else the profile
+                                         (smoke, paper), else the derived name when -p is given;
+                                         the committed figures/ are never overwritten
+  build/notebooks/<name>.ipynb           unexecuted notebook converted from notebooks/<name>.py
+  build/executed/<run>/<name>.ipynb      executed copy (kept on failure, error cell marked)
+  build/html/<run>/<name>.html           browsable copy of each executed notebook
+  <results folder>/REPORT.md             claims report (default run: also README.md's blocks)
+  <results folder>/runtimes.jsonl        measured runtime per notebook (vaegen_utils.runtimes)
 
-Stops at the first failing notebook, naming it and the failing cell; prints a summary table
-(runtime, claims held / total) at the end.
+Prints "notebook k of n", the elapsed time and each notebook's time on record before it runs;
+stops at the first failing notebook, naming it and the failing cell; ends with a table of
+runtimes and claims held. The smoke profile does not echo notebook output and says that claims
+are not expected to hold at smoke size; it uses its own cache, build/cache/smoke.
+Ctrl-C, SIGTERM and SIGHUP stop the run and the notebook's kernel (nothing runs or writes
+results afterwards); after a SIGKILL a watchdog process stops the kernel within a second.
 
 Environment:
   VAEGEN_SKIP_SETUP=1     do not run scripts/setup.sh (use the environment as it is)
   VAEGEN_PYTHON=path      interpreter to use (default: .venv/bin/python, else python3)
   VAEGEN_CELL_TIMEOUT=s   papermill per-cell timeout in seconds (default 14400)
+  VAEGEN_PROGRESS=mode    progress bars in the notebooks: text (default here), on, off
   VAEGEN_BUILD_DIR, VAEGEN_FIGURES_DIR, VAEGEN_DATA_DIR, VAEGEN_CACHE_DIR
                           override the folders (see vaegen_utils/paths.py)
 EOF
@@ -54,7 +67,10 @@ fail_usage() {  # bad arguments: say what is valid, exit 2 before running anythi
 
 # ---------------------------------------------------------------------------------- arguments
 profile="$DEFAULT_PROFILE"
+run_name=""
 requested=()
+parameters=()  # KEY VALUE pairs, flattened
+declare -A seen_keys=()
 while (($# > 0)); do
   case "$1" in
     -h | --help) usage; exit 0 ;;
@@ -62,6 +78,18 @@ while (($# > 0)); do
       (($# >= 2)) || fail_usage "--profile needs a value: one of ${PROFILES[*]}"
       profile="$2"; shift 2 ;;
     --profile=*) profile="${1#--profile=}"; shift ;;
+    -p | --parameters)
+      (($# >= 3)) || fail_usage "$1 needs a KEY and a VALUE, e.g. -p SEED 1"
+      key="$2"
+      [[ "$key" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || fail_usage "-p KEY must be a Python name (the notebook's parameter), got '$key'"
+      [[ "$key" != PROFILE ]] || fail_usage "set the profile with --profile, not -p PROFILE"
+      [[ -z "${seen_keys[$key]:-}" ]] || fail_usage "-p $key given twice"
+      seen_keys[$key]=1
+      parameters+=("$key" "$3"); shift 3 ;;
+    --run-name)
+      (($# >= 2)) || fail_usage "--run-name needs a value"
+      run_name="$2"; shift 2 ;;
+    --run-name=*) run_name="${1#--run-name=}"; shift ;;
     --) shift; requested+=("$@"); break ;;
     -*) fail_usage "unknown option '$1'" ;;
     *) requested+=("$1"); shift ;;
@@ -73,11 +101,13 @@ for candidate in "${PROFILES[@]}"; do
   [[ "$profile" == "$candidate" ]] && valid_profile=true
 done
 $valid_profile || fail_usage "unknown profile '$profile'; valid profiles: ${PROFILES[*]}"
+if [[ -n "$run_name" ]]; then
+  [[ "$run_name" =~ ^[A-Za-z0-9][A-Za-z0-9_.=+-]*$ && ${#run_name} -le 100 ]] \
+    || fail_usage "--run-name '$run_name': use letters, digits and _ . = + - (at most 100, no '/')"
+fi
 
-# Every notebooks/*.py is a notebook (jupytext py:percent source). Byte order, not locale order,
-# for the sort; '.' as decimal point in $EPOCHREALTIME whatever the user's locale.
+# Every notebooks/*.py is a notebook (jupytext py:percent source). Byte order, not locale order.
 LC_COLLATE=C
-LC_NUMERIC=C
 shopt -s nullglob
 available=()
 for source in notebooks/*.py; do
@@ -98,7 +128,11 @@ done
 if ((${#unknown[@]} > 0)); then
   fail_usage "unknown notebook(s): ${unknown[*]}; valid notebooks: ${available[*]}"
 fi
-((${#selected[@]} > 0)) || selected=("${available[@]}")
+all_selected=()
+if ((${#selected[@]} == 0)); then
+  selected=("${available[@]}")
+  all_selected=(--all-selected)
+fi
 
 # ---------------------------------------------------------------------------------- environment
 if [[ -z "${VAEGEN_SKIP_SETUP:-}" && -f scripts/setup.sh ]]; then
@@ -113,118 +147,24 @@ else
   PY="$(command -v python3 || command -v python || true)"
 fi
 [[ -n "$PY" ]] || { echo "run_all.sh: error: no python found; run scripts/setup.sh" >&2; exit 1; }
-"$PY" -c 'import papermill, jupytext, vaegen_utils' 2>/dev/null || {
+"$PY" -c 'import papermill, jupytext, vaegen_utils.runall' 2>/dev/null || {
   echo "run_all.sh: error: $PY cannot import papermill, jupytext and vaegen_utils;" \
     "run 'bash scripts/setup.sh' (or set VAEGEN_PYTHON)" >&2
   exit 1
 }
 
-BUILD="${VAEGEN_BUILD_DIR:-$REPO/build}"
-CELL_TIMEOUT="${VAEGEN_CELL_TIMEOUT:-14400}"
 # OpenMP threads that sleep instead of spin while waiting: on a busy machine (other jobs, a
 # laptop) the default spin-wait made 2-thread training ~10x slower (700 vs 7,200 images/s for the
-# seed-001 MLP, measured while another job ran). Set OMP_WAIT_POLICY yourself to override.
+# paper B (zhang2022) MLP, measured while another job ran). Set OMP_WAIT_POLICY yourself to override.
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
-export VAEGEN_PROFILE="$profile"  # same profile for code that reads the environment, not PROFILE
-RESULTS_DIR="$("$PY" -c 'import sys; from vaegen_utils.figures import output_dir; print(output_dir(sys.argv[1]))' "$profile")"
-mkdir -p "$BUILD/notebooks" "$BUILD/executed/$profile"
 
-echo "== profile $profile: ${#selected[@]} notebook(s); figures and results -> $RESULTS_DIR"
-
-# ---------------------------------------------------------------------------------- reporting
-summary_rows=()  # "name status seconds" per notebook run so far
-
-print_summary() {
-  "$PY" - "$RESULTS_DIR" "${summary_rows[@]}" <<'PYTHON'
-import sys
-from pathlib import Path
-
-from vaegen_utils.results import load_results
-
-results_dir = Path(sys.argv[1])
-rows = [row.split(" ") for row in sys.argv[2:]]
-print(f"\n{'notebook':<44} {'status':<7} {'runtime (s)':>11}  claims held/total")
-for name, status, seconds in rows:
-    claims = "-"
-    path = results_dir / f"{name}.json"
-    if status == "ok":
-        try:
-            doc = load_results(path)
-            held = sum(claim["holds"] for claim in doc["claims"])
-            claims = f"{held}/{len(doc['claims'])}"
-        except (OSError, ValueError) as error:  # a notebook that wrote no valid results file
-            claims = f"no valid results ({type(error).__name__}: {path})"
-    print(f"{name:<44} {status:<7} {float(seconds):>11.1f}  {claims}")
-PYTHON
-}
-
-report_failure() {  # name the failing cell, found in papermill's executed copy ($1), of notebook $2
-  "$PY" - "$1" "$2" <<'PYTHON'
-import json
-import sys
-from pathlib import Path
-
-path, name = Path(sys.argv[1]), sys.argv[2]
-if not path.is_file():
-    print(f"no executed notebook at {path}: papermill failed before running any cell (see above)")
-    sys.exit()
-cells = json.loads(path.read_text())["cells"]
-# Number the code cells as in notebooks/<name>.py: papermill's injected cell is not in the source.
-code_cells = [
-    cell for cell in cells
-    if cell["cell_type"] == "code" and "injected-parameters" not in cell.get("metadata", {}).get("tags", [])
-]
-for number, cell in enumerate(code_cells, start=1):
-    errors = [out for out in cell.get("outputs", []) if out.get("output_type") == "error"]
-    if errors or cell.get("metadata", {}).get("papermill", {}).get("exception"):
-        source = "".join(cell["source"]).strip().splitlines()
-        print(f"failing cell: code cell #{number} of notebooks/{name}.py (In [{cell.get('execution_count')}]), which starts:")
-        for line in source[:6]:
-            print(f"    {line}")
-        for error in errors:  # the full traceback is in papermill's log above
-            print(f"error: {error['ename']}: {error['evalue']}")
-        break
-else:
-    print("papermill failed but no cell is marked failed (kernel died or cell timed out?); see the log above")
-PYTHON
-}
-
-# ---------------------------------------------------------------------------------- run
-for name in "${selected[@]}"; do
-  source_py="notebooks/$name.py"
-  unexecuted="$BUILD/notebooks/$name.ipynb"
-  executed="$BUILD/executed/$profile/$name.ipynb"
-  echo "== $name ($profile) -> $executed"
-  rm -f "$executed"  # a stale copy must never be mistaken for this run's output
-  "$PY" -m jupytext --quiet --to ipynb --output "$unexecuted" "$source_py"
-  start="${EPOCHREALTIME:-$SECONDS}"
-  # -k/--language: jupytext output may lack kernel metadata (practice.md 2.1); the parameter is
-  # also passed so that the notebook's PROFILE matches even if it ignores the environment.
-  if "$PY" -m papermill -k python3 --language python --log-output \
-      --execution-timeout "$CELL_TIMEOUT" -p PROFILE "$profile" "$unexecuted" "$executed"; then
-    end="${EPOCHREALTIME:-$SECONDS}"
-    summary_rows+=("$name ok $("$PY" -c "print(round($end - $start, 1))")")
-    # A browsable copy of the full run for readers without Jupyter (build/html/<profile>/).
-    "$PY" -m nbconvert --to html --log-level WARN --output-dir "$BUILD/html/$profile" "$executed" \
-      || echo "run_all.sh: warning: HTML export of $name failed (the run itself succeeded)" >&2
-  else
-    end="${EPOCHREALTIME:-$SECONDS}"
-    summary_rows+=("$name FAILED $("$PY" -c "print(round($end - $start, 1))")")
-    echo >&2
-    echo "run_all.sh: notebook '$name' FAILED (profile $profile); executed copy: $executed" >&2
-    report_failure "$executed" "$name" >&2
-    print_summary
-    exit 1
-  fi
+parameter_args=()
+for ((i = 0; i < ${#parameters[@]}; i += 2)); do
+  parameter_args+=(-p "${parameters[i]}" "${parameters[i + 1]}")
 done
+run_name_args=()
+[[ -z "$run_name" ]] || run_name_args=(--run-name "$run_name")
 
-print_summary
-
-# The claims report over every results file of this profile (figures/REPORT.md and the README's
-# results block for the cpu profile; build/figures/<profile>/REPORT.md otherwise).
-if [[ "$RESULTS_DIR" == "$REPO/figures" ]]; then
-  "$PY" -m vaegen_utils.report --figures "$RESULTS_DIR"
-else
-  "$PY" -m vaegen_utils.report --figures "$RESULTS_DIR" --no-readme
-fi
-echo "HTML copies of the executed notebooks: $BUILD/html/$profile/"
+# exec: this process becomes the runner, so a signal sent to run_all.sh's pid reaches it directly.
+exec "$PY" -m vaegen_utils.runall --project "$REPO" --profile "$profile" "${all_selected[@]+"${all_selected[@]}"}" \
+  "${run_name_args[@]+"${run_name_args[@]}"}" "${parameter_args[@]+"${parameter_args[@]}"}" -- "${selected[@]}"

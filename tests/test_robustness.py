@@ -172,6 +172,30 @@ def test_single_scale_ssim_matches_a_hand_computation():
     assert torch.allclose(ssim_and_cs(x, y, window_size=11)[0], public, atol=1e-6)
 
 
+@pytest.mark.parametrize("window", [11, 7, 3])
+def test_ssim_and_ms_ssim_match_the_packages_public_functions_where_they_apply(window):
+    """Our own lines (no private pytorch_msssim helpers) against its public ssim and ms_ssim, on
+    grey images large enough for its 5-scale check (> (win - 1) * 16 px; 1 channel, where averaging
+    over channels before or after combining the scales is the same). The package takes odd windows
+    only; the even 14-tap default differs only in the window's centre, checked by hand below."""
+    generator = torch.Generator().manual_seed(7)
+    x = torch.rand((3, 1, 224, 224), generator=generator)
+    y = (x + 0.2 * torch.randn(x.shape, generator=generator)).clamp(0, 1)
+    public_ssim = pytorch_msssim.ssim(x, y, data_range=1.0, win_size=window, size_average=False)
+    assert torch.allclose(ssim_and_cs(x, y, window_size=window)[0], public_ssim, atol=1e-6, rtol=0)
+    public_window = robustness.gaussian_window(window, 1.5).repeat(1, 1, 1, 1)
+    public = pytorch_msssim.ms_ssim(x, y, data_range=1.0, win=public_window, size_average=False)
+    ours = ms_ssim(x, y, window_size=window, combine="standard")
+    assert torch.allclose(ours, public, atol=1e-6, rtol=0), (ours, public)
+    assert (ours < 0.99).all() and (ours > 0.1).all()  # a non-trivial pair, not two identical images
+
+
+def test_an_even_window_is_centred_on_tap_size_over_2():
+    offsets = torch.tensor([-7.0, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6])  # 14 taps, as jorge-pessoa's code
+    expected = torch.exp(-(offsets**2) / (2 * 1.5**2))
+    assert torch.allclose(robustness.gaussian_window(14, 1.5), expected / expected.sum(), atol=1e-7)
+
+
 @pytest.mark.parametrize("combine", ["kuzina", "standard"])
 def test_ms_ssim_hand_cases(combine):
     generator = torch.Generator().manual_seed(3)

