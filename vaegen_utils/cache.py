@@ -41,6 +41,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
+from . import device as vdevice
 from . import io, paths, training
 
 CODE_VERSION = "vaegen-training-1"  # salt of every key; bump when training semantics change
@@ -106,15 +107,17 @@ def data_fingerprint(images: torch.Tensor, max_images: int = 1024) -> dict:
 
     Hashing all of MNIST costs a noticeable fraction of a second per call; instead we hash up to
     `max_images` evenly spaced images and add float64 sums of all values, which together catch a
-    different split, subset, binarization or scaling.
+    different split, subset, binarization or scaling. Computed on a CPU copy, so the key does not
+    depend on the device the images live on (a GPU's float64 sum reduces in another order).
     """
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"expected an image tensor, got {type(images).__name__}")
     count = images.shape[0]
     stride = max(1, count // max_images) if count else 1
-    sample = images[::stride][:max_images].detach().cpu().contiguous()
+    images = vdevice.to_host(images)
+    sample = images[::stride][:max_images].contiguous()
     digest = hashlib.sha256(sample.numpy().tobytes()).hexdigest()
-    as_double = images.detach().double()
+    as_double = images.double()
     return {
         "shape": list(images.shape),
         "dtype": str(images.dtype),
@@ -188,7 +191,9 @@ class RunCache:
         """compute_fn() once per (config, name); later calls return the stored value.
 
         JSON-able values (no NaN) are stored as `<name>.json` and come back as JSON values
-        (tuples become lists); anything else (tensors, NaN, numpy arrays) as `<name>.pt`. A
+        (tuples become lists); anything else (tensors, NaN, numpy arrays) as `<name>.pt`, with
+        every tensor (in dicts, lists and tuples) moved to the CPU first: the first call returns
+        exactly what later calls load, CPU tensors, whatever device computed them. A
         `<name>.complete` marker with the file's SHA-256 is written last, so a half-written or
         altered file is detected; it is then recomputed after a warning.
         """
@@ -227,6 +232,7 @@ class RunCache:
             return _MISSING
 
     def _write_result(self, folder: Path, label: str, value: Any) -> Any:
+        value = vdevice.to_host(value)  # stored and returned on the CPU, like a later cache hit
         folder.mkdir(parents=True, exist_ok=True)
         try:
             text = json.dumps(value, allow_nan=False, indent=1)
@@ -298,6 +304,7 @@ def train_cached(
     progress: bool | None = None,
     cache: RunCache | None = None,
     name: str | None = None,
+    device: str | torch.device | None = None,
 ) -> training.TrainResult:
     """Train once, then reuse: the model + history for (model, training, data, code version).
 
@@ -310,6 +317,10 @@ def train_cached(
                   and of every eval set is added to the key as a safety net.
     The run lives in `<cache folder>/training/` (config.json + checkpoints); an interrupted run
     resumes from its last checkpoint, a finished one returns without training.
+    device        where the model trains and is returned (default `device.resolve()`: $VAEGEN_DEVICE,
+                  else CUDA when available, else CPU). Not part of the key: a run trained on a GPU
+                  is reused on the CPU and vice versa (training.ProvenanceWarning names both; the
+                  run's config.json records every session's device and thread count).
     """
     cache = cache or RunCache()
     key_config = training_key_config(
@@ -323,7 +334,7 @@ def train_cached(
         batch_transform=batch_transform,
     )
     folder = cache.run_dir(key_config, name=name or _default_name(model_config, data_spec, train_config))
-    model = _build(model_config, model_seed)
+    model = _build(model_config, model_seed).to(vdevice.resolve(device))  # initialised on the CPU, then moved
     return training.train(
         model,
         images,

@@ -43,6 +43,7 @@ import torch
 
 from .checks import check_int, check_number
 from . import cache as vcache
+from . import device as vdevice
 from . import data, estimators, models, training
 from .seeding import make_generator
 
@@ -552,7 +553,7 @@ def per_point_at_checkpoint(
 
     def compute() -> dict:
         model = load_checkpoint(run, epoch, cache=cache)
-        x = load_images(run)[1][: fit.n_points]  # (n_points, 1, 28, 28)
+        x = load_images(run)[1][: fit.n_points].to(vdevice.of(model))  # (n_points, 1, 28, 28)
         gap = estimators.amortization_gap(
             model, x, eval_samples=fit.eval_samples, generator=make_generator(fit.seed), **fit.fit_options()
         )
