@@ -377,3 +377,70 @@ def provenance(device: torch.device | str | None = None) -> dict:
         record["device_memory_gib"] = round(properties.total_memory / 2**30, 1)
         record["compute_capability"] = f"{properties.major}.{properties.minor}"
     return record
+
+
+# --------------------------------------------------------------------------------------------
+# A device check that needs no GPU
+# --------------------------------------------------------------------------------------------
+
+
+class DeviceMismatchError(RuntimeError):
+    """An op mixed tensors of two devices, or a generator drew onto another device than its own."""
+
+
+def _tensors_in(value: Any):
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _tensors_in(item)
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from _tensors_in(item)
+
+
+class DeviceGuard(torch.overrides.TorchFunctionMode):
+    """Within `with DeviceGuard():`, raise DeviceMismatchError where a CUDA run would fail or sync.
+
+    Checks every torch function and tensor method called: (1) a `generator=` whose device type
+    differs from the device the draws are made on (`torch.randn(..., generator=cpu, device=cuda)`
+    raises on CUDA); (2) tensor inputs on more than one device, counting every non-scalar tensor
+    and every scalar off the CPU (CUDA accepts only 0-dim CPU tensors beside its own). Explicit
+    transfers (`to`, `copy_`, `cpu`, ...) are allowed. Run code with its model and data on the
+    `meta` device under this guard and a CPU tensor mixed in, a CPU generator drawing onto the
+    device, or a host read (`.item()`, `.numpy()`: meta has no values) shows on a machine without
+    a GPU (tests/test_device.py; a shape-only dry run of full-size jobs can use it the same way).
+    """
+
+    _TRANSFERS = frozenset(
+        {
+            torch.Tensor.to, torch.Tensor.copy_, torch.Tensor.cpu, torch.Tensor.cuda, torch.Tensor.type,
+            torch.Tensor.__setstate__, torch.Tensor.__reduce_ex__, torch.Tensor.__deepcopy__, torch.Tensor.set_,
+            torch.Tensor.new_tensor, torch.Tensor.pin_memory, torch._foreach_copy_,
+            torch._has_compatible_shallow_copy_type,  # a query nn.Module.to asks
+        }
+    )
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        generator = kwargs.get("generator")
+        if isinstance(generator, torch.Generator):
+            target = kwargs.get("device")
+            if target is None:
+                first = next(_tensors_in(args), None)
+                target = first.device if first is not None else "cpu"
+            if torch.device(target).type != generator.device.type:
+                raise DeviceMismatchError(
+                    f"{getattr(func, '__name__', func)} draws onto {torch.device(target)} with a generator on "
+                    f"{generator.device}: draw on the generator's device and copy (vaegen_utils.device.randn)"
+                )
+        if func not in self._TRANSFERS:
+            devices = {
+                tensor.device for tensor in _tensors_in((args, kwargs)) if tensor.dim() > 0 or tensor.device.type != "cpu"
+            }
+            if len(devices) > 1:
+                raise DeviceMismatchError(
+                    f"{getattr(func, '__qualname__', func)} mixes tensors on {sorted(map(str, devices))}; move the "
+                    f"CPU-made tensor to the data's device (vaegen_utils.device.to_device, or device= when creating it)"
+                )
+        return func(*args, **kwargs)

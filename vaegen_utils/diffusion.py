@@ -928,7 +928,7 @@ def _denoise(model: DiffusionModel, x: torch.Tensor, *, sampler: str, steps: int
     scheduler = config.heun_scheduler()  # stateful (keeps the first Heun stage): one per batch
     with warnings.catch_warnings():  # numpy 2 copy= deprecation inside diffusers' Heun scheduler
         warnings.simplefilter("ignore", DeprecationWarning)
-        scheduler.set_timesteps(steps, device=device)
+        scheduler.set_timesteps(steps)  # sigmas stay on the CPU: 0-dim factors, no host sync per step
     x = x * scheduler.init_noise_sigma
     for t in scheduler.timesteps:
         inputs = scheduler.scale_model_input(x, t)

@@ -90,7 +90,12 @@ class Bernoulli(Likelihood):
         return torch.sigmoid(params)
 
     def sample(self, params: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        return torch.bernoulli(torch.sigmoid(params), generator=generator)
+        probabilities = torch.sigmoid(params)
+        # u < p with u drawn by the (CPU) generator and copied: bit-identical to torch.bernoulli on
+        # the CPU (which compares the same uniforms), and the same draws on every device.
+        uniform = vdevice.rand(probabilities.shape, generator=generator, dtype=probabilities.dtype,
+                               device=probabilities.device)
+        return (uniform < probabilities).to(probabilities.dtype)
 
 
 class FixedVarianceGaussian(Likelihood):

@@ -418,7 +418,9 @@ def robustness_gap(
     if use not in ("all", "best"):
         raise ValueError(f"use must be 'all' or 'best', got {use!r}")
     x_reference = vdevice.to_device(x_reference.to(torch.float32), attack_result.x_reference.device)
-    if not torch.equal(x_reference, attack_result.x_reference):
+    if x_reference.shape != attack_result.x_reference.shape or bool(
+        vdevice.to_host((x_reference != attack_result.x_reference).any())
+    ):
         raise ValueError("x_reference is not the image batch this attack_result attacked")
     n = x_reference.shape[0]
     shape = tuple(x_reference.shape[1:])

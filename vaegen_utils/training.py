@@ -887,10 +887,14 @@ def _trainable_parameters(model: torch.nn.Module, trainable: str) -> list[torch.
 
 
 def _make_adam(parameters: list[torch.nn.Parameter], learning_rate: float) -> torch.optim.Adam:
-    """Adam with the fused CPU kernel when this torch supports it (torch >= 2.4), else foreach.
+    """Adam with the fused kernel on CPU and CUDA when this torch supports it (torch >= 2.4), else foreach.
 
     Fused and foreach Adam agree to float rounding (~1e-8 here); a run always uses the same one.
+    Only the fused kernel honours `found_inf` (the deferred NaN guard); devices without it (meta)
+    get foreach.
     """
+    if not all(parameter.device.type in ("cpu", "cuda") for parameter in parameters):
+        return torch.optim.Adam(parameters, lr=learning_rate, foreach=True)
     try:
         return torch.optim.Adam(parameters, lr=learning_rate, fused=True)
     except (RuntimeError, TypeError, ValueError):
