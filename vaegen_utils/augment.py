@@ -224,7 +224,11 @@ class Augment:
         """Apply given parameters (from `sample_parameters`) to a batch; rows with no op stay identical."""
         c = self.config
         channels, height, width = x.shape[1:]
-        binary = c.binary if c.binary is not None else bool(((x == 0) | (x == 1)).all())
+        # The parameters stay where they were drawn (the CPU generator's device): the row selection
+        # and the small affine/colour matrices are computed there without a host sync, and only
+        # what touches the images moves to x's device.
+        device = x.device
+        binary = c.binary if c.binary is not None else ((x == 0) | (x == 1)).all()  # a device flag when detected
         geometric = params.applied[:, :6].any(dim=1)
         photometric = params.applied[:, 6:8].any(dim=1)
         if channels == 3:
@@ -233,23 +237,26 @@ class Augment:
         if len(rows) == 0:
             return x
         out = x.clone()
-        batch = x.index_select(0, rows).to(torch.float32)
+        rows_on_device = rows.to(device, non_blocking=True)
+        batch = x.index_select(0, rows_on_device).to(torch.float32)
         geo_rows = geometric[rows]
         if geo_rows.any():
             if height != width:
                 raise ValueError(f"geometric augmentation needs square images, got {height}x{width}")
-            theta = _inverse_affine(params, rows, size=width)  # (R, 2, 3)
+            theta = _inverse_affine(params, rows, size=width).to(device, non_blocking=True)  # (R, 2, 3)
             grid = F.affine_grid(theta, list(batch.shape), align_corners=False)
             warped = F.grid_sample(batch, grid, mode="bilinear", padding_mode=c.padding_mode, align_corners=False)
-            batch = torch.where(geo_rows.view(-1, 1, 1, 1), warped, batch)
+            batch = torch.where(geo_rows.view(-1, 1, 1, 1).to(device, non_blocking=True), warped, batch)
         if photometric[rows].any():
             batch = _colour(batch, params, rows, channels)
         batch = batch.clamp(0.0, 1.0)
-        if binary:
-            batch = (batch >= 0.5).to(batch.dtype)
-        elif c.quantize:
-            batch = torch.round(batch * 255.0) / 255.0
-        out[rows] = batch.to(x.dtype)
+        rebinarized = (batch >= 0.5).to(batch.dtype) if binary is not False else None
+        other = (torch.round(batch * 255.0) / 255.0 if c.quantize else batch) if binary is not True else None
+        if binary is True or binary is False:
+            batch = rebinarized if binary else other
+        else:
+            batch = torch.where(binary, rebinarized, other)  # detected on the device: no host sync
+        out[rows_on_device] = batch.to(x.dtype)
         return out
 
 
@@ -294,13 +301,18 @@ def _inverse_affine(params: AugmentParameters, rows: torch.Tensor, size: int) ->
 
 
 def _colour(batch: torch.Tensor, params: AugmentParameters, rows: torch.Tensor, channels: int) -> torch.Tensor:
-    """Brightness, contrast (and for RGB hue, saturation) in ADA's centred space c = 2x - 1."""
+    """Brightness, contrast (and for RGB hue, saturation) in ADA's centred space c = 2x - 1.
+
+    The per-row values and matrices are computed where `params` live and moved to the batch's device.
+    """
+    device = batch.device
     on = lambda name: params.op(name)[rows].view(-1, 1, 1, 1)  # noqa: E731
+    moved = lambda tensor: tensor.to(device, non_blocking=True)  # noqa: E731
     centred = batch * 2.0 - 1.0
-    brightness = params.brightness[rows].view(-1, 1, 1, 1)
-    centred = torch.where(on("brightness"), centred + brightness, centred)
-    contrast = torch.exp2(params.contrast_exponent[rows]).view(-1, 1, 1, 1)
-    centred = torch.where(on("contrast"), centred * contrast, centred)
+    brightness = moved(params.brightness[rows].view(-1, 1, 1, 1))
+    centred = torch.where(moved(on("brightness")), centred + brightness, centred)
+    contrast = moved(torch.exp2(params.contrast_exponent[rows]).view(-1, 1, 1, 1))
+    centred = torch.where(moved(on("contrast")), centred * contrast, centred)
     if channels == 3:
         axis = _LUMA_AXIS
         outer = torch.outer(axis, axis)  # projection onto the grey axis
@@ -318,7 +330,7 @@ def _colour(batch: torch.Tensor, params: AugmentParameters, rows: torch.Tensor, 
         saturation = torch.exp2(params.saturation_exponent[rows]).view(-1, 1, 1)
         sat = outer + (eye - outer) * saturation
         sat = torch.where(on("saturation").view(-1, 1, 1), sat, eye.expand(count, 3, 3))
-        matrix = sat @ hue
+        matrix = moved(sat @ hue)
         centred = torch.einsum("rij,rjhw->rihw", matrix, centred)
     return (centred + 1.0) / 2.0
 

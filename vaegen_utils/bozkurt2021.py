@@ -52,6 +52,7 @@ import numpy as np
 import torch
 
 from . import cache as cache_module
+from . import device as vdevice
 from . import data as data_module
 from . import estimators, models, profiles, tetrominoes, training
 from .checks import check_choice, check_int, check_number, check_sequence, named_fields
@@ -247,7 +248,7 @@ def nearest_neighbours(
         else:
             rows = np.arange(split.num_test)
         result = nearest_neighbour_distances(split.test_rows(rows), split.train)
-        return {"distances": result.distances.numpy(), "test_rows": rows, "train_rows": result.indices.numpy()}
+        return {"distances": result.distances.cpu().numpy(), "test_rows": rows, "train_rows": result.indices.cpu().numpy()}
 
     return (cache or cache_module.RunCache()).cached_result("nearest_neighbours", config, compute)
 
@@ -426,7 +427,7 @@ def sweep_reconstructions(
         model = train_sweep(spec, split, cache=cache).model
         model.eval()
         with torch.no_grad():
-            return model.reconstruct(split.test_rows(rows)).float().numpy()
+            return model.reconstruct(split.test_rows(rows).to(vdevice.of(model))).float().cpu().numpy()
 
     return cache.cached_result("reconstructions", _sweep_key("reconstructions", spec, split, rows=rows), compute)
 

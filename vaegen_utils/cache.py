@@ -47,6 +47,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from . import device as vdevice
 from . import io, locks, paths, training
 from .checks import file_sha256
 
@@ -113,15 +114,17 @@ def data_fingerprint(images: torch.Tensor, max_images: int = 1024) -> dict:
 
     Hashing all of MNIST costs a noticeable fraction of a second per call; instead we hash up to
     `max_images` evenly spaced images and add float64 sums of all values, which together catch a
-    different split, subset, binarization or scaling.
+    different split, subset, binarization or scaling. Computed on a CPU copy, so the key does not
+    depend on the device the images live on (a GPU's float64 sum reduces in another order).
     """
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"expected an image tensor, got {type(images).__name__}")
     count = images.shape[0]
     stride = max(1, count // max_images) if count else 1
-    sample = images[::stride][:max_images].detach().cpu().contiguous()
+    images = vdevice.to_host(images)
+    sample = images[::stride][:max_images].contiguous()
     digest = hashlib.sha256(sample.numpy().tobytes()).hexdigest()
-    as_double = images.detach().double()
+    as_double = images.double()
     return {
         "shape": list(images.shape),
         "dtype": str(images.dtype),
@@ -198,7 +201,8 @@ class RunCache:
 
         JSON-able values (no NaN) are stored as JSON and come back as JSON values (tuples become
         lists); anything else (tensors, numpy arrays, NaN, tuples holding them) as an `.npz` of plain
-        arrays plus a JSON outline (`encode_result`), never as a pickle. The value file has a name of
+        arrays plus a JSON outline (`encode_result`), never as a pickle; every tensor is moved to the CPU first, so the first call returns what later
+        calls load, whatever device computed it. The value file has a name of
         its own (`<name>.<random>.json|npz`) and the `<name>.complete` marker, written last and
         atomically, names it with its SHA-256, so a reader always sees one writer's file with that
         writer's hash. The entry is locked while it is computed: a second process asking for it
@@ -261,6 +265,7 @@ class RunCache:
     def _write_result(self, folder: Path, label: str, value: Any) -> Any:
         """Write value under a fresh name, then the marker naming it; remove superseded files.
         Call while holding the entry's lock."""
+        value = vdevice.to_host(value)  # stored and returned on the CPU, like a later cache hit
         folder.mkdir(parents=True, exist_ok=True)
         try:
             text = json.dumps(value, allow_nan=False, indent=1)
@@ -428,6 +433,7 @@ def train_cached(
     progress: bool | None = None,
     cache: RunCache | None = None,
     name: str | None = None,
+    device: str | torch.device | None = None,
 ) -> training.TrainResult:
     """Train once, then reuse: the model + history for (model, training, data, code version).
 
@@ -440,6 +446,10 @@ def train_cached(
                   and of every eval set is added to the key as a safety net.
     The run lives in `<cache folder>/training/` (config.json + checkpoints); an interrupted run
     resumes from its last checkpoint, a finished one returns without training.
+    device        where the model trains and is returned (default `device.resolve()`: $VAEGEN_DEVICE,
+                  else CUDA when available, else CPU). Not part of the key: a run trained on a GPU
+                  is reused on the CPU and vice versa (training.ProvenanceWarning names both; the
+                  run's config.json records every session's device and thread count).
     """
     cache = cache or RunCache()
     key_config = training_key_config(
@@ -453,7 +463,7 @@ def train_cached(
         batch_transform=batch_transform,
     )
     folder = cache.run_dir(key_config, name=name or _default_name(model_config, data_spec, train_config))
-    model = _build(model_config, model_seed)
+    model = _build(model_config, model_seed).to(vdevice.resolve(device))  # initialised on the CPU, then moved
     return training.train(
         model,
         images,

@@ -66,6 +66,7 @@ import torch
 from . import augment, estimators, synthetic, training, zhang2022
 from .claims import mean_sd
 from . import cache as vcache
+from . import device as vdevice
 from . import profiles
 from .checks import check_fields, check_int
 from .seeding import make_generator
@@ -441,6 +442,7 @@ def measure_models(
     "fraction_converged_train/test" and "mean_steps_train/test" of the q* fits.
     """
     n = fit.n_points
+    train_images, test_images = train_images.to(vdevice.of(model)), test_images.to(vdevice.of(model))
     x_train, x_test = train_images[:n], test_images[:n]
     options = fit.fit_options()
 
@@ -515,6 +517,7 @@ def measure(setup: Setup, method: str, *, cache: vcache.RunCache | None = None) 
         # The self-consistent encoder sits on normal training's decoder: reuse the decoder-only levels.
         shared = measure(setup, "normal", cache=cache)
         n = setup.fit.n_points
+        train_images, test_images = train_images.to(vdevice.of(model)), test_images.to(vdevice.of(model))
         x_train, x_test = train_images[:n], test_images[:n]
         fit = setup.fit
         with torch.no_grad():

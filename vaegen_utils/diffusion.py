@@ -72,6 +72,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import device as vdevice
 from . import io as vio
 from . import paths
 from . import progress as progress_bars
@@ -355,8 +356,9 @@ def save_diffusion(model: DiffusionModel, folder: str | os.PathLike, *, extra: M
     return folder
 
 
-def load_diffusion(folder: str | os.PathLike) -> DiffusionModel:
-    """The model saved by `save_diffusion` (eval mode); errors name the folder and the fix."""
+def load_diffusion(folder: str | os.PathLike, *, device: str | torch.device | None = None) -> DiffusionModel:
+    """The model saved by `save_diffusion` (eval mode) on `device` (default `device.resolve()`: CUDA
+    when available); errors name the folder and the fix."""
     folder = Path(folder)
     fix = f"delete {folder} and save or train the diffusion model again"
     for name in (CONFIG_FILE, WEIGHTS_FILE):
@@ -373,7 +375,7 @@ def load_diffusion(folder: str | os.PathLike) -> DiffusionModel:
         model.load_state_dict(state, strict=True)
     except Exception as error:  # noqa: BLE001 - re-raised with the folder and the fix
         raise ValueError(f"could not load {folder / WEIGHTS_FILE} ({type(error).__name__}: {error}); {fix}") from error
-    return model.eval()
+    return model.to(vdevice.resolve(device)).eval()
 
 
 # --------------------------------------------------------------------------------------------
@@ -476,7 +478,9 @@ def list_checkpoints(run_dir: str | os.PathLike) -> list[int]:
     return list_complete_checkpoints(run_dir, "step_")
 
 
-def load_checkpoint(run_dir: str | os.PathLike, step: int | None = None, *, ema: bool = True) -> DiffusionModel:
+def load_checkpoint(
+    run_dir: str | os.PathLike, step: int | None = None, *, ema: bool = True, device: str | torch.device | None = None
+) -> DiffusionModel:
     """The model saved at `step` (default: the last); the EMA weights when the run kept them and ema=True.
 
     Use it to compare an early and the final checkpoint of one run (the issue's quality report).
@@ -490,8 +494,8 @@ def load_checkpoint(run_dir: str | os.PathLike, step: int | None = None, *, ema:
     folder = checkpoint_folder(run_dir, step)
     _verify(folder)
     if ema and (folder / "ema").is_dir():
-        return load_diffusion(folder / "ema")
-    return load_diffusion(folder / "model")
+        return load_diffusion(folder / "ema", device=device)
+    return load_diffusion(folder / "model", device=device)
 
 
 def _verify(folder: Path) -> dict:
@@ -587,6 +591,7 @@ def train_diffusion(
     grad_clip: float | None = 1.0,
     weight_decay: float = 0.0,
     progress: bool | None = None,
+    device: str | torch.device | None = None,
 ) -> DiffusionTrainResult:
     """Train a `DiffusionModel` on `images` (N, C, H, W) in [0, 1] with the DDPM noise-prediction loss.
 
@@ -595,8 +600,15 @@ def train_diffusion(
     mean((eps_theta(x_t, t) - eps)^2); AdamW (weight_decay), gradient-norm clipping at grad_clip,
     learning rate ramped linearly over warmup_steps then constant; EMA weights with decay
     min(ema_decay, (1 + s) / (10 + s)) at step s (the usual warm-up, so early checkpoints' EMA is not
-    dominated by the random initialisation). precision="bfloat16" runs the UNet under CPU bf16 autocast
-    (loss, gradients and AdamW in float32).
+    dominated by the random initialisation). precision="bfloat16" runs the UNet under bf16 autocast of
+    the device type (loss, gradients and AdamW in float32).
+
+    device: where the UNet trains (default `device.resolve()`: CUDA when available). The weights are
+    initialised on the CPU and moved, the images are staged on the device once (uint8 where exact),
+    and batch order, timesteps and noise are drawn by CPU generators and copied, so every device
+    trains on the same draws. On the CPU the loss is read every step (NaN guard before the update,
+    as always); elsewhere every `device.sync_every` steps, with fused AdamW skipping updates after a
+    non-finite loss or gradient norm (`found_inf`), so the model keeps its last good weights.
 
     run_dir: `config.json` (the run's identity: model config, every setting except `steps`, a data
     fingerprint and the initial weights' hash) and `checkpoints/step_XXXXXXX/` folders (model, EMA,
@@ -628,7 +640,8 @@ def train_diffusion(
     checkpoint_set = {value for value in checkpoint_set if value <= steps} | {steps}
 
     init_seed = derive_seed(seed, "diffusion-init")
-    model = build_diffusion_model(config, seed=init_seed)
+    device = vdevice.resolve(device)
+    model = build_diffusion_model(config, seed=init_seed)  # initialised on the CPU: the same weights on every device
     ema_model = build_diffusion_model(config, seed=init_seed) if ema_decay is not None else None
     settings = _settings_dict(
         batch_size=batch_size,
@@ -651,7 +664,13 @@ def train_diffusion(
         initial_weights_sha256=weights_sha256(model),
     )
     run_path = Path(run_dir) if run_dir is not None else None
-    optimizer = torch.optim.AdamW(model.parameters(), lr=float(learning_rate), weight_decay=float(weight_decay))
+    model.to(device)
+    if ema_model is not None:
+        ema_model.to(device)
+    # Fused AdamW only off the CPU: it honours found_inf (deferred NaN checks), and the CPU keeps
+    # the foreach kernel its committed numbers were made with.
+    fused = {"fused": True} if device.type == "cuda" else {}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=float(learning_rate), weight_decay=float(weight_decay), **fused)
     losses: list[float] = []
     start_step, train_seconds, resumed_from = 0, 0.0, None
     if run_path is not None:
@@ -670,37 +689,37 @@ def train_diffusion(
             resumed_from = start_step
 
     scheduler = config.ddpm_scheduler()
-    alphas_cumprod = scheduler.alphas_cumprod.to(torch.float32)  # (T,)
+    alphas_cumprod = vdevice.to_device(scheduler.alphas_cumprod.to(torch.float32), device)  # (T,)
     use_bf16 = precision == "bfloat16"
+    staged = vdevice.stage_images(images, device)
     n = images.shape[0]
     permutation_cache: dict = {}
     parameters = list(model.parameters())
     ema_parameters = list(ema_model.parameters()) if ema_model is not None else []
+    guard = _DiffusionGuard(optimizer, device, losses)
     bar = _progress_bar(progress, total=steps - start_step)
     model.train()
     try:
         for step in range(start_step, steps):  # 0-based; the step number reported is step + 1
             started = time.perf_counter()
-            index = batch_indices(seed, step, batch_size, n, permutation_cache)
-            x0 = model.to_model_space(images.index_select(0, index))
+            index = vdevice.to_device(batch_indices(seed, step, batch_size, n, permutation_cache), device)
+            x0 = model.to_model_space(staged.batch(index))
             generator = make_generator(derive_seed(seed, "diffusion-step", step))
-            t = torch.randint(0, config.num_train_timesteps, (x0.shape[0],), generator=generator)
-            noise = torch.randn(x0.shape, generator=generator)
+            t = vdevice.randint(0, config.num_train_timesteps, (x0.shape[0],), generator=generator, device=device)
+            noise = vdevice.randn(x0.shape, generator=generator, device=device)
             abar = alphas_cumprod[t].view(-1, 1, 1, 1)
             noisy = abar.sqrt() * x0 + (1.0 - abar).sqrt() * noise
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
+            with vdevice.autocast(device, use_bf16):
                 predicted = model(noisy, t)
             loss = F.mse_loss(predicted.float(), noise)
-            loss_value = float(loss.detach())
-            if not math.isfinite(loss_value):
-                raise DiffusionNonFiniteLossError(step=step + 1, loss=loss_value)
+            if guard.record(step + 1, loss.detach()):
+                guard.check()  # on the CPU: every step, before the update
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if grad_clip is not None:
                 norm = torch.nn.utils.clip_grad_norm_(parameters, float(grad_clip))
-                if not torch.isfinite(norm):
-                    optimizer.zero_grad(set_to_none=True)
-                    raise DiffusionNonFiniteLossError(step=step + 1, loss=loss_value, grad_norm=float(norm))
+                if guard.record_norm(step + 1, norm.detach()):
+                    guard.check()
             for group in optimizer.param_groups:
                 group["lr"] = float(learning_rate) * (min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0)
             optimizer.step()
@@ -708,12 +727,13 @@ def train_diffusion(
                 decay = min(float(ema_decay), (1.0 + step) / (10.0 + step))
                 with torch.no_grad():
                     torch._foreach_lerp_(ema_parameters, parameters, 1.0 - decay)
-            losses.append(loss_value)
             train_seconds += time.perf_counter() - started
             bar.update(1)
             if (step + 1) % 50 == 0:
+                guard.check()  # moves the pending losses into `losses`
                 bar.set_postfix({"loss": f"{np.mean(losses[-50:]):.4f}"}, refresh=False)
             if run_path is not None and (step + 1) in checkpoint_set:
+                guard.check()  # never checkpoint weights that saw a non-finite loss
                 state = {
                     "step": step + 1,
                     "train_seconds": train_seconds,
@@ -722,8 +742,10 @@ def train_diffusion(
                     "torch_version": str(torch.__version__),
                 }
                 _write_checkpoint(run_path, step + 1, model, ema_model, state, settings)
+        guard.check()
     finally:
         bar.close()
+        guard.detach()
     model.eval()
     if ema_model is not None:
         ema_model.eval()
@@ -737,6 +759,65 @@ def train_diffusion(
         train_seconds=train_seconds,
         settings=settings,
     )
+
+
+class _DiffusionGuard:
+    """The diffusion NaN guard without a host sync per step (see `train_diffusion`).
+
+    Losses (and gradient norms) stay on the device until `check` reads them, every
+    `device.sync_every` steps (every step on the CPU) and before checkpoints; a device flag, given
+    to fused AdamW as `found_inf`, makes it skip every update from the first non-finite value on.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, device: torch.device, losses: list[float]):
+        self.optimizer, self.losses = optimizer, losses
+        self.every = vdevice.sync_every(device)
+        self.pending: list[tuple[int, torch.Tensor, torch.Tensor | None]] = []  # (step, loss, grad norm)
+        self.flag = torch.zeros((), dtype=torch.float32, device=device)
+        if optimizer.defaults.get("fused"):
+            optimizer.found_inf = self.flag
+
+    def _fold(self, value: torch.Tensor) -> None:
+        self.flag.copy_(torch.maximum(self.flag, (~torch.isfinite(value)).float()))
+
+    def record(self, step: int, loss: torch.Tensor) -> bool:
+        """Keep a step's loss; True when it is time to `check`."""
+        self.pending.append((step, loss, None))
+        self._fold(loss)
+        return len(self.pending) >= self.every
+
+    def record_norm(self, step: int, norm: torch.Tensor) -> bool:
+        """Keep the step's gradient norm; True on the CPU, where it is checked before the update."""
+        if self.pending and self.pending[-1][0] == step:
+            self.pending[-1] = (step, self.pending[-1][1], norm)
+        else:  # the loss of this step was checked already
+            self.pending.append((step, None, norm))
+        self._fold(norm)
+        return self.every == 1
+
+    def check(self) -> None:
+        """One host read of the pending losses and norms; raise for the first non-finite one."""
+        if not self.pending:
+            return
+        zero = torch.zeros((), dtype=torch.float32, device=self.flag.device)
+        values = torch.stack(
+            [torch.stack([zero if loss is None else loss.float(), zero if norm is None else norm.float()])
+             for _, loss, norm in self.pending]
+        )  # (k, 2)
+        for (step, loss, norm), (loss_value, norm_value) in zip(self.pending, vdevice.to_host(values).tolist()):
+            if loss is not None and not math.isfinite(loss_value):
+                raise DiffusionNonFiniteLossError(step=step, loss=loss_value)
+            if norm is not None and not math.isfinite(norm_value):
+                logged = self.losses[-1] if loss is None and self.losses else loss_value
+                self.optimizer.zero_grad(set_to_none=True)
+                raise DiffusionNonFiniteLossError(step=step, loss=logged, grad_norm=norm_value)
+            if loss is not None:
+                self.losses.append(loss_value)
+        self.pending.clear()
+
+    def detach(self) -> None:
+        if getattr(self.optimizer, "found_inf", None) is self.flag:
+            del self.optimizer.found_inf
 
 
 def _check_or_write_setup(run_dir: Path, setup: dict) -> None:
@@ -812,7 +893,9 @@ def sample(
     clipped to [-1, 1]; sampler="heun": the EDM-style Heun sampler (Karras sigmas), 2*steps-1
     evaluations. Image i (i = start_index, ...) starts from the noise of its own seeded CPU generator,
     so the same (seed, i) gives the same image whatever n and start_index (up to float rounding
-    differences of other batch compositions). precision="bfloat16" runs the UNet under bf16 autocast.
+    differences of other batch compositions), on every device. precision="bfloat16" runs the UNet
+    under bf16 autocast of its device type. The UNet runs where the model lives; the images come
+    back on the CPU (like a data set), one host copy per batch.
     """
     if not isinstance(model, DiffusionModel):
         raise ValueError(f"sample needs a DiffusionModel, got {type(model).__name__}")
@@ -826,6 +909,8 @@ def sample(
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     config = model.config
+    device = vdevice.of(model)
+    vdevice.apply_policy(device)
     was_training = model.training
     model.eval()
     outputs = []
@@ -833,9 +918,9 @@ def sample(
     try:
         for start in range(0, n, batch_size):
             count = min(batch_size, n - start)
-            x = initial_noise(config, seed, start_index + start, count)
+            x = vdevice.to_device(initial_noise(config, seed, start_index + start, count), device)
             x = _denoise(model, x, sampler=sampler, steps=steps, use_bf16=precision == "bfloat16")
-            outputs.append(model.to_data_space(x))
+            outputs.append(vdevice.to_host(model.to_data_space(x)))
             bar.update(count)
     finally:
         bar.close()
@@ -847,10 +932,14 @@ def sample(
 
 def _denoise(model: DiffusionModel, x: torch.Tensor, *, sampler: str, steps: int, use_bf16: bool) -> torch.Tensor:
     config = model.config
+    device = x.device
 
     def predict(inputs: torch.Tensor, t) -> torch.Tensor:
-        timestep = torch.full((inputs.shape[0],), int(round(float(t))), dtype=torch.long) if sampler == "ddim" else t
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
+        if sampler == "ddim":  # t is a host integer: the schedule stays on the CPU, no sync per step
+            timestep = torch.full((inputs.shape[0],), int(round(float(t))), dtype=torch.long, device=device)
+        else:
+            timestep = t
+        with vdevice.autocast(device, use_bf16):
             return model(inputs, timestep).float()
 
     if sampler == "ddim":
@@ -862,7 +951,7 @@ def _denoise(model: DiffusionModel, x: torch.Tensor, *, sampler: str, steps: int
     scheduler = config.heun_scheduler()  # stateful (keeps the first Heun stage): one per batch
     with warnings.catch_warnings():  # numpy 2 copy= deprecation inside diffusers' Heun scheduler
         warnings.simplefilter("ignore", DeprecationWarning)
-        scheduler.set_timesteps(steps)
+        scheduler.set_timesteps(steps)  # sigmas stay on the CPU: 0-dim factors, no host sync per step
     x = x * scheduler.init_noise_sigma
     for t in scheduler.timesteps:
         inputs = scheduler.scale_model_input(x, t)
@@ -1264,6 +1353,7 @@ def measure_speed(
     precisions: Sequence[str] = PRECISIONS,
     rounds: int = 2,
     seed: int = 0,
+    device: str | torch.device | None = None,
 ) -> dict:
     """Seconds per training step and UNet forward cost, per precision, on this machine.
 
@@ -1273,14 +1363,16 @@ def measure_speed(
     `forward_s[precision]` (for sample_batch_size images), `ddim20_images_per_s[precision]`, the parameter
     count, torch threads and the 1-minute load average at the start and end.
     """
-    model = build_diffusion_model(config, seed=seed)
+    device = vdevice.resolve(device)
+    model = build_diffusion_model(config, seed=seed).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     generator = make_generator(seed)
     size = config.sample_size
-    x = torch.randn((batch_size, config.channels, size, size), generator=generator)
-    t = torch.randint(0, config.num_train_timesteps, (batch_size,), generator=generator)
-    xs = torch.randn((sample_batch_size, config.channels, size, size), generator=generator)
-    ts = torch.full((sample_batch_size,), config.num_train_timesteps // 2, dtype=torch.long)
+    x = vdevice.randn((batch_size, config.channels, size, size), generator=generator, device=device)
+    t = vdevice.randint(0, config.num_train_timesteps, (batch_size,), generator=generator, device=device)
+    xs = vdevice.randn((sample_batch_size, config.channels, size, size), generator=generator, device=device)
+    ts = torch.full((sample_batch_size,), config.num_train_timesteps // 2, dtype=torch.long, device=device)
+    synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     train = {p: float("inf") for p in precisions}
     forward = {p: float("inf") for p in precisions}
     load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
@@ -1289,18 +1381,20 @@ def measure_speed(
             bf16 = precision == "bfloat16"
             for _ in range(train_repeats):
                 started = time.perf_counter()
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                with vdevice.autocast(device, bf16):
                     predicted = model(x, t)
                 loss = F.mse_loss(predicted.float(), x)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                synchronize()
                 train[precision] = min(train[precision], time.perf_counter() - started)
             with torch.no_grad():
                 for _ in range(sample_repeats):
                     started = time.perf_counter()
-                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    with vdevice.autocast(device, bf16):
                         model(xs, ts)
+                    synchronize()
                     forward[precision] = min(forward[precision], time.perf_counter() - started)
     return {
         "config": config.to_dict(),

@@ -42,6 +42,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .likelihoods import Likelihood
+from . import device as vdevice
 from .models import (
     ACTIVATIONS,
     MLPVAE,
@@ -261,8 +262,8 @@ class _StackedEnsembleVAE(_VAEMethodsMixin, nn.Module):
         """z ~ N(0, I) `(M, n, Z)` and x ~ p(x|z) `(M, n, *data_shape)`, n per member (no gradients)."""
         n = _positive_int("n", n)
         reference = self._reference_parameter()
-        z = torch.randn((self.num_members, n, self.latent_dim), generator=generator,
-                        dtype=reference.dtype, device=reference.device)
+        z = vdevice.randn((self.num_members, n, self.latent_dim), generator=generator,
+                          dtype=reference.dtype, device=reference.device)
         return z, self.likelihood.sample(self.decode(z), generator=generator)
 
     def extra_repr(self) -> str:

@@ -32,6 +32,7 @@ from typing import Iterator
 
 import torch
 
+from . import device as vdevice
 from .checks import check_int, check_number
 from . import progress as progress_bars
 
@@ -95,7 +96,8 @@ def reparameterize(
     Returns `mean.shape` when num_samples is None, else `(num_samples, *mean.shape)`.
     """
     shape = mean.shape if num_samples is None else (num_samples, *mean.shape)
-    noise = torch.randn(shape, generator=generator, dtype=mean.dtype, device=mean.device)
+    # Drawn by the (CPU) generator and copied: the same noise on every device (vaegen_utils.device).
+    noise = vdevice.randn(shape, generator=generator, dtype=mean.dtype, device=mean.device)
     return mean + torch.exp(log_std) * noise
 
 
@@ -149,6 +151,7 @@ def iwae_bound(
     `torch.no_grad()` with the model in eval mode.
     """
     check_int("num_samples", num_samples, hint="use num_samples=1 for the single-sample ELBO", minimum=1)
+    x = vdevice.to_device(x, vdevice.of(model))
     with torch.no_grad(), _evaluation_mode(model):
         base_seed = _draw_base_seed(generator)
         results = []
@@ -190,6 +193,8 @@ def gaussian_elbo(
         raise ValueError(
             f"mean and log_std must have the same shape, got {tuple(mean.shape)} and {tuple(log_std.shape)}"
         )
+    device = vdevice.of(model)
+    x, mean, log_std = (vdevice.to_device(tensor, device) for tensor in (x, mean, log_std))
     with torch.no_grad(), _evaluation_mode(model):
         base_seed = _draw_base_seed(generator)
         return _gaussian_elbo_from_seed(model, x, mean, log_std, num_samples, sample_chunk, batch_chunk, base_seed)
@@ -286,6 +291,7 @@ def fit_optimal_posterior(
     if eval_samples is not None:
         check_int("eval_samples", eval_samples, hint="or None to skip the evaluation", minimum=1)
     batch_dim = _data_batch_dim(model, x)
+    x = vdevice.to_device(x, vdevice.of(model))
     bar = progress_bars.bar(total=x.shape[batch_dim], desc="per-point q* fit", unit="point", progress=progress)
     with bar, _evaluation_mode(model), _frozen_parameters(model):
         chunks = []
@@ -392,6 +398,7 @@ def amortization_gap(
     x `(B, *data_shape)` (or `(M, B, *data_shape)`); returns `(..., B)` tensors in an `AmortizationGap`.
     """
     check_int("eval_samples", eval_samples, minimum=1)
+    x = vdevice.to_device(x, vdevice.of(model))
     fit = fit_optimal_posterior(model, x, eval_samples=None, generator=generator, **fit_options)
     with torch.no_grad(), _evaluation_mode(model):
         base_seed = _draw_base_seed(generator)
@@ -554,7 +561,7 @@ def _standard_normal_noise(
         [torch.rand(block_shape, generator=generator, dtype=torch.float64) for generator in generators], dim=-2
     )  # (S, ..., b, Z)
     noise = torch.special.ndtri(uniform.clamp_(min=torch.finfo(torch.float64).tiny))
-    return noise.to(dtype=like.dtype, device=like.device)
+    return vdevice.to_device(noise.to(dtype=like.dtype), like.device)
 
 
 def _sample_average(
@@ -647,7 +654,7 @@ def _fit_local_gaussians(
     for step in range(1, max_steps + 1):
         variational.requires_grad_(True)
         mean, log_std = variational.unbind(0)  # (..., b, Z)
-        noise = torch.randn((num_samples, *mean.shape), generator=generator, dtype=mean.dtype).to(mean.device)
+        noise = vdevice.randn((num_samples, *mean.shape), generator=generator, dtype=mean.dtype, device=mean.device)
         z = mean + torch.exp(log_std) * noise  # (S, ..., b, Z)
         reconstruction = model.log_likelihood(x_active, z).mean(dim=0)  # (..., b)
         negative_elbo = gaussian_kl_to_standard_normal(mean, log_std) - reconstruction  # (..., b)
@@ -792,7 +799,7 @@ class RateDecomposition:
 
     def to_dict(self) -> dict:
         """Plain JSON-able values (tensors as floats or lists)."""
-        as_plain = lambda value: value.tolist() if isinstance(value, torch.Tensor) else value  # noqa: E731
+        as_plain = lambda value: vdevice.to_host(value).tolist() if isinstance(value, torch.Tensor) else value  # noqa: E731
         return {field.name: as_plain(getattr(self, field.name)) for field in dataclasses.fields(self)} | {
             "log_num_data": self.log_num_data
         }
@@ -842,7 +849,7 @@ def minibatch_aggregate_log_density(
         raise ValueError(f"num_data={num_data} is smaller than the batch ({batch}); N counts the whole data set")
     pairwise = pairwise_gaussian_log_density(z, mean, log_std)  # (..., B, B): [b, b'] = log q(z_b | x_b')
     off_diagonal = math.log((num_data - 1) / (num_data * (batch - 1))) if num_data > 1 else -math.inf
-    log_weights = torch.full((batch, batch), off_diagonal, dtype=torch.float64)
+    log_weights = torch.full((batch, batch), off_diagonal, dtype=torch.float64, device=z.device)
     log_weights.fill_diagonal_(-math.log(num_data))
     return torch.logsumexp(pairwise + log_weights, dim=-1)
 
@@ -926,12 +933,12 @@ def rate_decomposition_minibatch(
     check_int("batch_size", batch_size, hint="paper C uses batches of 512", minimum=1)
     num_data = num_points if num_data is None else num_data
     check_int("num_data", num_data, minimum=1)
-    order = torch.randperm(num_points, generator=generator)
+    order = vdevice.randperm(num_points, generator=generator, device=mean.device)
     batches = [batch for batch in torch.split(order, min(batch_size, num_points)) if len(batch) >= 2]
     pieces = {"conditional": [], "marginal": [], "prior": []}
     for batch in batches:
         batch_mean, batch_log_std = mean[..., batch, :].double(), log_std[..., batch, :].double()  # (..., b, Z)
-        noise = torch.randn(batch_mean.shape, generator=generator, dtype=torch.float64)
+        noise = vdevice.randn(batch_mean.shape, generator=generator, dtype=torch.float64, device=mean.device)
         z = batch_mean + torch.exp(batch_log_std) * noise  # (..., b, Z)
         pieces["conditional"].append(gaussian_log_density(z, batch_mean, batch_log_std))
         pieces["marginal"].append(minibatch_aggregate_log_density(z, batch_mean, batch_log_std, num_data))
@@ -968,11 +975,11 @@ def rate_decomposition_full(
     check_int("num_samples", num_samples, minimum=1)
     if max_queries is not None:
         check_int("max_queries", max_queries, minimum=1)
-    rows = torch.arange(num_points)
+    rows = torch.arange(num_points, device=mean.device)
     if max_queries is not None and max_queries < num_points:
-        rows = torch.randperm(num_points, generator=generator)[:max_queries].sort().values
+        rows = vdevice.randperm(num_points, generator=generator)[:max_queries].sort().values.to(mean.device)
     query_mean, query_log_std = mean[..., rows, :].double(), log_std[..., rows, :].double()  # (..., q, Z)
-    noise = torch.randn((num_samples, *query_mean.shape), generator=generator, dtype=torch.float64)
+    noise = vdevice.randn((num_samples, *query_mean.shape), generator=generator, dtype=torch.float64, device=mean.device)
     z = (query_mean + torch.exp(query_log_std) * noise).movedim(0, -2)  # (..., q, S, Z)
     z = z.reshape(*query_mean.shape[:-2], len(rows) * num_samples, query_mean.shape[-1])  # (..., q·S, Z)
     repeated_mean = query_mean.repeat_interleave(num_samples, dim=-2)  # (..., q·S, Z), row r -> point r // S
@@ -995,9 +1002,10 @@ def encode_dataset(model, images: torch.Tensor, *, batch_size: int = 1000) -> tu
     """
     check_int("batch_size", batch_size, minimum=1)
     means, log_stds = [], []
+    device = vdevice.of(model)
     with _evaluation_mode(model):
         for chunk in torch.split(images, batch_size):
-            mean, log_std = model.encode(chunk)
+            mean, log_std = model.encode(vdevice.to_device(chunk, device))
             means.append(mean)
             log_stds.append(log_std)
     return torch.cat(means, dim=-2), torch.cat(log_stds, dim=-2)

@@ -20,6 +20,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from . import device as vdevice
+
 Shape = tuple[int, ...]
 
 
@@ -88,7 +90,12 @@ class Bernoulli(Likelihood):
         return torch.sigmoid(params)
 
     def sample(self, params: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        return torch.bernoulli(torch.sigmoid(params), generator=generator)
+        probabilities = torch.sigmoid(params)
+        # u < p with u drawn by the (CPU) generator and copied: bit-identical to torch.bernoulli on
+        # the CPU (which compares the same uniforms), and the same draws on every device.
+        uniform = vdevice.rand(probabilities.shape, generator=generator, dtype=probabilities.dtype,
+                               device=probabilities.device)
+        return (uniform < probabilities).to(probabilities.dtype)
 
 
 class FixedVarianceGaussian(Likelihood):
@@ -120,7 +127,7 @@ class FixedVarianceGaussian(Likelihood):
         return params
 
     def sample(self, params: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        noise = torch.randn(params.shape, generator=generator, dtype=params.dtype, device=params.device)
+        noise = vdevice.randn(params.shape, generator=generator, dtype=params.dtype, device=params.device)
         return params + self.sigma * noise
 
 
@@ -218,7 +225,7 @@ class DiscretizedLogistic(Likelihood):
         self._check_params(params)
         channel_dim = params.dim() - len(self.param_shape)
         log_scale = params.select(channel_dim, 1).clamp(min=self.min_log_scale)
-        uniform = torch.rand(log_scale.shape, generator=generator, dtype=log_scale.dtype, device=log_scale.device)
+        uniform = vdevice.rand(log_scale.shape, generator=generator, dtype=log_scale.dtype, device=log_scale.device)
         uniform = uniform.clamp(1e-6, 1 - 1e-6)
         offset = torch.exp(log_scale) * (torch.log(uniform) - torch.log1p(-uniform))  # logistic noise
         if not self.channel_coefficients:
@@ -437,7 +444,7 @@ class DiscretizedMixtureOfLogistics(Likelihood):
         options = dict(dtype=means.dtype, device=means.device)
 
         def uniform(shape):
-            return torch.rand(shape, generator=generator, **options).clamp(1e-7, 1 - 1e-7)
+            return vdevice.rand(shape, generator=generator, **options).clamp(1e-7, 1 - 1e-7)
 
         # Gumbel-max choice of a component: one per pixel ("joint") or one per channel and pixel
         mixtures = 1 if self.channel_mixture == "joint" else channels
@@ -454,8 +461,8 @@ class DiscretizedMixtureOfLogistics(Likelihood):
             a, b, c = (slot_owner * coefficients).sum(dim=-3).unbind(dim=-3)  # (..., H, W) each
         if self.uniform_weight > 0:
             floor_shape = (*selected_means.shape[:-3], mixtures, *selected_means.shape[-2:])
-            use_floor = (torch.rand(floor_shape, generator=generator, **options) < self.uniform_weight).expand_as(noise)
-            floor_levels = torch.randint(0, 256, noise.shape, generator=generator, device=means.device)
+            use_floor = (vdevice.rand(floor_shape, generator=generator, **options) < self.uniform_weight).expand_as(noise)
+            floor_levels = vdevice.randint(0, 256, noise.shape, generator=generator, device=means.device)
             floor_values = floor_levels.to(means.dtype) / 255.0
 
         values: list[torch.Tensor] = []  # discretized channels, (..., H, W) each

@@ -43,6 +43,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import device as vdevice
 from . import io as vio
 from .checks import check_int, check_sequence, file_sha256, named_fields
 from .likelihoods import LIKELIHOODS, Likelihood, make_likelihood
@@ -638,7 +639,7 @@ class VAE(_VAEMethodsMixin, nn.Module):
         """
         n = _positive_int("n", n)
         reference = next(self.parameters())
-        z = torch.randn((n, self.latent_dim), generator=generator, dtype=reference.dtype, device=reference.device)
+        z = vdevice.randn((n, self.latent_dim), generator=generator, dtype=reference.dtype, device=reference.device)
         return z, self.likelihood.sample(self.decode(z), generator=generator)
 
     def extra_repr(self) -> str:

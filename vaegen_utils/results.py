@@ -335,9 +335,14 @@ def _machine() -> dict[str, Any]:
         torch_threads = torch.get_num_threads()
     except ImportError:
         torch_threads = None
-    return {
+    machine = {
         "platform": platform.platform(),
         "processor": platform.machine(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch_threads,
     }
+    if torch_threads is not None:  # the device this process computes on, its precision policy, GPU name, CUDA
+        from . import device
+
+        machine["device"] = device.provenance()
+    return machine

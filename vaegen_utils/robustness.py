@@ -53,6 +53,7 @@ import torch
 import torch.nn.functional as F
 
 from . import progress as progress_bars
+from . import device as vdevice
 from .seeding import derive_seed, make_generator
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
@@ -153,9 +154,11 @@ def encoder_attack(
     if not radius > 0 or not learning_rate > 0 or init_std < 0:
         raise ValueError(f"radius and learning_rate must be > 0 and init_std >= 0, got {radius}, {learning_rate}, {init_std}")
     low, high = (float(v) for v in data_range)
-    x = x.detach().to(torch.float32)
-    if float(x.min()) < low or float(x.max()) > high:
-        raise ValueError(f"reference images must lie in data_range {data_range}, got [{float(x.min())}, {float(x.max())}]")
+    device = vdevice.of(model)
+    x = vdevice.to_device(x.detach().to(torch.float32), device)
+    smallest, largest = vdevice.to_host(torch.stack([x.min(), x.max()])).tolist()  # one host read, before the attack
+    if smallest < low or largest > high:
+        raise ValueError(f"reference images must lie in data_range {data_range}, got [{smallest}, {largest}]")
     clip = radius if gradient_clip is None else float(gradient_clip)
     n, shape = x.shape[0], tuple(x.shape[1:])
     rows = n * restarts
@@ -182,16 +185,17 @@ def encoder_attack(
             return (x_rows + eps).clamp(low, high) - x_rows
 
         generator = make_generator(derive_seed(seed, "encoder-attack-start"))
-        eps = project(torch.randn((rows, *shape), generator=generator) * init_std)
+        # The start is drawn by the CPU generator and copied: the same attack on every device.
+        eps = project(vdevice.randn((rows, *shape), generator=generator, device=device) * init_std)
         with torch.no_grad():
             current = objective_of(eps)
         best_value, best_eps = current.clone(), eps.clone()
         initial = current.clone()
         trace = [current.clone()]
-        max_abs = [float(eps.abs().max())]
-        rates = torch.full((rows,), float(learning_rate))
+        max_abs = [eps.abs().max()]  # kept on the device: no host sync per step
+        rates = torch.full((rows,), float(learning_rate), device=device)
         plateau_best = current.clone()
-        bad_steps = torch.zeros(rows, dtype=torch.long)
+        bad_steps = torch.zeros(rows, dtype=torch.long, device=device)
         if callback is not None:
             callback(0, (x_rows + eps).view(n, restarts, *shape), eps.view(n, restarts, *shape), current.view(n, restarts))
         for step in progress_bars.bar(
@@ -219,7 +223,7 @@ def encoder_attack(
                 rates = torch.where(reduce, rates * plateau_factor, rates)
                 bad_steps = torch.where(reduce, torch.zeros_like(bad_steps), bad_steps)
             trace.append(current.clone())
-            max_abs.append(float(eps.abs().max()))
+            max_abs.append(eps.abs().max())
             if callback is not None:
                 callback(step, (x_rows + eps).view(n, restarts, *shape), eps.view(n, restarts, *shape), current.view(n, restarts))
     finally:
@@ -230,7 +234,7 @@ def encoder_attack(
     restart_objective = best_value.view(n, restarts)
     restart_eps = best_eps.view(n, restarts, *shape)
     best_restart = restart_objective.argmax(dim=1)
-    chosen = restart_eps[torch.arange(n), best_restart]
+    chosen = restart_eps[torch.arange(n, device=device), best_restart]
     return AttackResult(
         x_reference=x,
         x_adversarial=x + chosen,
@@ -241,7 +245,7 @@ def encoder_attack(
         initial_objective=initial.view(n, restarts),
         best_restart=best_restart,
         trace=torch.stack(trace).view(steps + 1, n, restarts),
-        max_abs_epsilon=torch.tensor(max_abs),
+        max_abs_epsilon=torch.stack(max_abs),
         settings={
             "radius": float(radius),
             "steps": steps,
@@ -304,7 +308,7 @@ def ssim_and_cs(
     _check_pair(a, b)
     size = min(int(window_size), a.shape[-2], a.shape[-1])
     a, b = a.float(), b.float()
-    window = gaussian_window(size, window_sigma)
+    window = gaussian_window(size, window_sigma).to(a.device)
 
     def local_mean(x: torch.Tensor) -> torch.Tensor:
         return _separable_filter(x, window)
@@ -361,7 +365,7 @@ def ms_ssim(
     levels = len(weights)
     if min(a.shape[-2:]) < 2 ** (levels - 1):
         raise ValueError(f"{levels}-scale MS-SSIM needs images of at least {2 ** (levels - 1)} px per side, got {tuple(a.shape[-2:])}")
-    w = torch.tensor(list(weights), dtype=torch.float32)
+    w = torch.tensor(list(weights), dtype=torch.float32, device=a.device)
     a, b = a.float(), b.float()
     cs_values, ssim_last = [], None
     for level in range(levels):
@@ -419,7 +423,7 @@ def reconstruct_mean(model, x: torch.Tensor, *, latent: str = "sample", generato
     """Decoder mean x~ = E[p(x|z)] at z ~ q(z|x) (latent="sample") or z = the encoder mean ("mean")."""
     mean, log_std = model.encode(x)
     if latent == "sample":
-        z = mean + torch.exp(log_std) * torch.randn(mean.shape, generator=generator)
+        z = mean + torch.exp(log_std) * vdevice.randn(mean.shape, generator=generator, device=mean.device)
     elif latent == "mean":
         z = mean
     else:
@@ -447,8 +451,10 @@ def robustness_gap(
     """
     if use not in ("all", "best"):
         raise ValueError(f"use must be 'all' or 'best', got {use!r}")
-    x_reference = x_reference.to(torch.float32)
-    if not torch.equal(x_reference, attack_result.x_reference):
+    x_reference = vdevice.to_device(x_reference.to(torch.float32), attack_result.x_reference.device)
+    if x_reference.shape != attack_result.x_reference.shape or bool(
+        vdevice.to_host((x_reference != attack_result.x_reference).any())
+    ):
         raise ValueError("x_reference is not the image batch this attack_result attacked")
     n = x_reference.shape[0]
     shape = tuple(x_reference.shape[1:])
@@ -470,7 +476,7 @@ def robustness_gap(
     recons = ms_ssim(repeated_rec, recon_adv, **options).view(n, per_image)
     per_pair = inputs - recons
     return RobustnessGap(
-        gap=float(per_pair.mean()),
+        gap=vdevice.host_float(per_pair.mean()),
         input_ms_ssim=inputs,
         reconstruction_ms_ssim=recons,
         per_pair=per_pair,

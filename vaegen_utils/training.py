@@ -23,8 +23,24 @@ Design notes
   float rounding of batched matmuls). The loss is summed over members, so each member's gradient
   is its standalone gradient, and Adam is elementwise, so members stay independent
   (practice.md section 4; functorch #782).
-- Same config, same seed, same thread count -> bitwise the same parameters and history on CPU
-  (`seconds` in the history is wall-clock time and is the only exception).
+- Same config, same seed, same device kind, same thread count (and library versions) -> bitwise
+  the same parameters and history (`seconds` in the history is wall-clock time and is the only
+  exception). The random streams are device-independent: every draw comes from a CPU generator
+  and is copied to the device (`vaegen_utils.device`), so CPU and GPU runs differ only in
+  arithmetic. The device and thread count of every session that trained a run are recorded in
+  its `config.json` ("provenance") but are not part of its identity: a run trained on a GPU is
+  resumed or reused on the CPU and vice versa (with a `ProvenanceWarning` naming both).
+- Device: the model's. Training images are staged on it once (as uint8 levels where that is
+  exact, scaled per batch: `device.stage_images`), the batch order and the beta tensor live on
+  it, and the forward pass runs under bf16 autocast of that device type when asked.
+- NaN guard without a host sync per step: each step's batch-mean loss, rate and distortion per
+  member go into a small window on the device plus a device flag; the flag is read every
+  `device.sync_every(device)` steps (every step on the CPU, so the error is raised before the
+  bad step exactly as a per-step check would) and at every epoch end. Fused Adam receives the
+  flag as `found_inf` and skips its update once it is set, so when the guard fires the model
+  still holds the parameters from before the first bad step, and the error names that step's
+  epoch, step, member and terms. The same reads warn (`ImplausibleLossWarning`) when a finite
+  loss leaves the plausible range (PLAUSIBLE_NATS_PER_DIM), naming the first such step.
 - Checkpoints are folders `run_dir/checkpoints/epoch_XXXX/` assembled in a temporary folder and
   renamed into place, so a checkpoint folder is either complete or absent; its marker records the
   SHA-256 of every file, checked before anything is loaded. Only the latest checkpoint of an
@@ -54,6 +70,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from .checks import check_int, check_number, named_fields
+from . import device as vdevice
 from . import estimators, io, locks
 from . import progress as progress_module
 from .checkpoints import (  # noqa: F401 - list_complete_checkpoints, fsync_directory: re-exported for callers
@@ -80,6 +97,20 @@ MODEL_FOLDER = "model"
 STATE_FILE = "training_state.pt"
 HISTORY_FILE = "history.json"
 METRICS = ("elbo", "rate", "distortion", "bits_per_dim")
+PROVENANCE_KEY = "provenance"  # config.json: one record per training session (device, threads, ...)
+# A finite training loss is implausible once its rate or distortion exceeds this many nats per
+# data dimension: a uniform 8-bit pixel costs ln 256 = 5.5 nats and a Bernoulli pixel ln 2, so a
+# healthy VAE stays orders of magnitude below; a diverged one (lr 1e4 on MNIST: ELBO -2.8e36)
+# passes it within a few steps.
+PLAUSIBLE_NATS_PER_DIM = 1e4
+
+
+class ImplausibleLossWarning(RuntimeWarning):
+    """A finite training loss left the plausible range (training diverges); names step and terms."""
+
+
+class ProvenanceWarning(UserWarning):
+    """A run is resumed or reused on another device kind or torch thread count than trained it."""
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -94,6 +125,8 @@ class NonFiniteLossError(FloatingPointError):
         self.epoch, self.step, self.member = epoch, step, member
         self.rate, self.distortion, self.loss = rate, distortion, loss
         who = "the model" if member is None else f"ensemble member {member}"
+        # The model holds the pre-step parameters: on the CPU the flag is read before every step;
+        # elsewhere fused Adam skipped every step from the bad one on (found_inf).
         super().__init__(
             f"non-finite training loss for {who} at epoch {epoch}, step {step}: loss={loss}, "
             f"rate={rate}, distortion={distortion}. Check the data for NaN/inf values "
@@ -136,8 +169,9 @@ class TrainConfig:
                       weights always evaluate to the same numbers.
     drop_last         drop the last incomplete batch of an epoch (default: keep it, like a
                       DataLoader with drop_last=False).
-    precision         "float32", or "bfloat16": the training forward pass runs under CPU bf16
-                      autocast (matrix products in bf16, losses and Adam in float32). On CPUs with
+    precision         "float32", or "bfloat16": the training forward pass runs under bf16 autocast
+                      of the model's device type (matrix products in bf16, losses and Adam in
+                      float32; `vaegen_utils.device.autocast`). On CPUs with
                       AMX this is ~3.6x faster for paper C's 3-layer MLP (benchmarks/); a notebook
                       that uses it must show it does not move its claims. Evaluation is always
                       float32, so reported numbers never carry bf16 rounding.
@@ -198,7 +232,7 @@ class TrainConfig:
             )
         if self.precision not in PRECISION_CHOICES:
             raise ValueError(
-                f"precision must be one of {PRECISION_CHOICES} (bfloat16 = CPU autocast for the "
+                f"precision must be one of {PRECISION_CHOICES} (bfloat16 = autocast for the "
                 f"training forward pass), got {self.precision!r}"
             )
         for name in ("eval_at_start", "drop_last"):
@@ -291,6 +325,9 @@ class TrainResult:
     run_dir        the run folder, or None.
     resumed_from   the checkpoint epoch training resumed from (None for a fresh start).
     train_seconds  cumulative training wall-clock time, over all sessions of a resumed run.
+    provenance     one record per training session of this run (`device.provenance()`: device,
+                   GPU name, CUDA/cuDNN versions, precision policy, torch threads), oldest first;
+                   empty for a run trained before records were kept.
     """
 
     model: torch.nn.Module
@@ -299,6 +336,7 @@ class TrainResult:
     run_dir: Path | None = None
     resumed_from: int | None = None
     train_seconds: float = 0.0
+    provenance: list[dict] = dataclasses.field(default_factory=list)
 
     def rows(self, split: str | None = None, member: int | None = None) -> list[dict]:
         """History rows, optionally for one split and (for ensembles) one member as plain floats."""
@@ -379,12 +417,13 @@ def evaluate(
     members = num_members(model)
     noise_seed = derive_seed(seed, "evaluation-noise")
     generators = [make_generator(noise_seed) for _ in range(members or 1)]
+    device = vdevice.of(model)
     was_training = model.training
     model.eval()
     try:
         totals = None
         for batch in torch.split(images, batch_size):
-            terms = elbo_terms(model, batch, generators, num_samples)
+            terms = elbo_terms(model, vdevice.to_device(batch, device), generators, num_samples)
             sums = torch.stack([terms.elbo, terms.rate, terms.distortion]).double().sum(dim=-1)  # (3,) or (3, M)
             totals = sums if totals is None else totals + sums
     finally:
@@ -392,7 +431,7 @@ def evaluate(
     means = totals / images.shape[0]
     elbo, rate, distortion = means
     bpd = estimators.bits_per_dim(elbo, math.prod(model.data_shape))
-    values = {"elbo": elbo, "rate": rate, "distortion": distortion, "bits_per_dim": bpd}
+    values = vdevice.to_host({"elbo": elbo, "rate": rate, "distortion": distortion, "bits_per_dim": bpd})
     return {name: value.tolist() for name, value in values.items()}
 
 
@@ -446,7 +485,7 @@ class ModelSampleMixture:
                 f"{type(self.model).__name__}.sample returned a tuple; the mixture needs the images x "
                 "only (docs/architecture.md: sample(n, generator) -> x)"
             )
-        samples = samples.to(dtype=x.dtype)
+        samples = samples.to(device=x.device, dtype=x.dtype)
         if samples.dim() == x.dim() + 1:  # ensemble: (M, n, ...) -> repeat the real batch per member
             x = x.unsqueeze(0).expand(samples.shape[0], *x.shape)
             return samples if self.alpha == 1.0 else torch.cat([x, samples], dim=1)  # (M, B + n, ...)
@@ -495,8 +534,11 @@ def _verify(folder: Path, *, required: Sequence[str] = (MODEL_FOLDER + "/weights
     return verify_checkpoint(folder, fix=_checkpoint_fix(folder), required=required)
 
 
-def load_checkpoint(run_dir: str | os.PathLike, epoch: int | None = None) -> torch.nn.Module:
-    """The model saved at `epoch` (default: the last checkpoint) of the run in run_dir.
+def load_checkpoint(
+    run_dir: str | os.PathLike, epoch: int | None = None, *, device: str | torch.device | None = None
+) -> torch.nn.Module:
+    """The model saved at `epoch` (default: the last checkpoint) of the run in run_dir, on `device`
+    (default `device.resolve()`: CUDA when available).
 
     Every file of the checkpoint is checked against the SHA-256 recorded when it was written.
     """
@@ -511,7 +553,7 @@ def load_checkpoint(run_dir: str | os.PathLike, epoch: int | None = None) -> tor
         raise FileNotFoundError(f"no complete checkpoint for epoch {epoch} in {run_dir}; available epochs: {epochs}")
     folder = checkpoint_folder(run_dir, epoch)
     _verify(folder)
-    return _load_model(folder / MODEL_FOLDER)
+    return _load_model(folder / MODEL_FOLDER).to(vdevice.resolve(device))
 
 
 def load_history(run_dir: str | os.PathLike, epoch: int | None = None) -> list[dict]:
@@ -685,20 +727,23 @@ def train(
             "drop_last=True, so an epoch would have no batches; lower batch_size or set drop_last=False"
         )
     trainable = _trainable_parameters(model, config.trainable)
+    device = vdevice.of(model)
+    vdevice.apply_policy(device)
 
-    run_setup = _run_setup(model, train_images, config, eval_sets, data_source, batch_transform)
     resume_state = None
     run_path = None
     if run_dir is not None:
         run_path = Path(run_dir)
+        run_setup = _run_setup(model, train_images, config, eval_sets, data_source, batch_transform)
         _check_or_write_run_config(run_path, run_setup)
         resume_state = _find_resume_point(run_path, config)
 
-    # Generators: batch order, per-member reparameterisation noise, batch transform.
+    # Generators (CPU, so every device draws the same streams): batch order, per-member
+    # reparameterisation noise, batch transform.
     order_generator = make_generator(derive_seed(config.seed, "batch-order"))
     noise_generators = [make_generator(derive_seed(seed, "reparameterization-noise")) for seed in noise_seeds]
     transform_generator = make_generator(derive_seed(config.seed, "batch-transform"))
-    beta = torch.tensor(betas, dtype=torch.float32) if members is not None else betas[0]  # (M,) or float
+    beta = torch.tensor(betas, dtype=torch.float32, device=device) if members is not None else betas[0]  # (M,) or float
 
     frozen = [] if config.trainable == "all" else [p for p in model.decoder_parameters() if p.requires_grad]
     for parameter in frozen:  # paper B, eq. 12: the decoder theta stays fixed
@@ -721,6 +766,16 @@ def train(
             start_epoch, step, train_seconds = state["epoch"], state["step"], state["train_seconds"]
             history = _read_history(folder)
             resumed_from = start_epoch
+        provenance = _session_provenance(run_path, device, training=start_epoch < config.epochs)
+
+        staged = vdevice.stage_images(train_images, device) if data_source is None else None
+        eval_sets = {name: vdevice.to_device(images, device) for name, images in eval_sets.items()}
+        monitor = _LossMonitor(
+            members=members, device=device, check_every=vdevice.sync_every(device), data_dims=math.prod(model.data_shape)
+        )
+        if _supports_found_inf(optimizer):
+            optimizer.found_inf = monitor.non_finite  # fused Adam skips its update once a loss was non-finite
+        forward_model = _CompiledForward(model) if vdevice.compile_enabled() and device.type not in ("cpu", "meta") else model
 
         eval_epochs = set(config.resolved_eval_epochs())
         checkpoint_epochs = set(config.resolved_checkpoint_epochs()) if run_path is not None else set()
@@ -738,25 +793,28 @@ def train(
             for epoch in range(start_epoch + 1, config.epochs + 1):
                 epoch_start = time.perf_counter()
                 model.train()
-                images = train_images if data_source is None else _epoch_images(data_source, epoch, train_images, model)
-                order = torch.randperm(num_train, generator=order_generator)  # (N,)
+                images = staged
+                if data_source is not None:
+                    images = vdevice.stage_images(_epoch_images(data_source, epoch, train_images, model), device)
+                order = vdevice.randperm(num_train, generator=order_generator, device=device)  # (N,)
                 batches = torch.split(order, config.batch_size)
                 if config.drop_last and len(batches[-1]) < config.batch_size:
                     batches = batches[:-1]
                 for index in batches:
-                    x = images.index_select(0, index)  # (B, *data_shape); = images[index], ~3x faster
+                    x = images.batch(index)  # (B, *data_shape); index_select, ~3x faster than images[index]
                     if batch_transform is not None:
                         x = batch_transform(x, transform_generator)
-                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bfloat16):
-                        terms = elbo_terms(model, x, noise_generators, config.num_samples)
+                    with vdevice.autocast(device, use_bfloat16):
+                        terms = elbo_terms(forward_model, x, noise_generators, config.num_samples)
                     loss = terms.loss(beta).float().mean(dim=-1).sum()  # sum over members of the batch mean
                     step += 1
-                    if not torch.isfinite(loss):
-                        raise _non_finite_error(terms, beta, epoch=epoch, step=step, ensemble=members is not None)
+                    if monitor.record(terms, beta, loss, epoch=epoch, step=step):
+                        monitor.check()  # raises before this step's update when any loss so far was non-finite
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
                     bar.update(1)
+                monitor.check()  # never evaluate or checkpoint a model that saw a non-finite loss
                 train_seconds += time.perf_counter() - epoch_start
                 if epoch in eval_epochs and eval_sets:
                     history += _evaluation_rows(model, eval_sets, config, epoch=epoch, step=step, seconds=train_seconds)
@@ -778,6 +836,8 @@ def train(
         finally:
             bar.close()
     finally:
+        if getattr(optimizer, "found_inf", None) is not None:
+            del optimizer.found_inf
         for parameter in frozen:
             parameter.requires_grad_(True)
         model.train(was_training)
@@ -788,6 +848,7 @@ def train(
         run_dir=run_path,
         resumed_from=resumed_from,
         train_seconds=train_seconds,
+        provenance=provenance,
     )
 
 
@@ -887,10 +948,14 @@ def _trainable_parameters(model: torch.nn.Module, trainable: str) -> list[torch.
 
 
 def _make_adam(parameters: list[torch.nn.Parameter], learning_rate: float) -> torch.optim.Adam:
-    """Adam with the fused CPU kernel when this torch supports it (torch >= 2.4), else foreach.
+    """Adam with the fused kernel on CPU and CUDA when this torch supports it (torch >= 2.4), else foreach.
 
     Fused and foreach Adam agree to float rounding (~1e-8 here); a run always uses the same one.
+    Only the fused kernel honours `found_inf` (the deferred NaN guard); devices without it (meta)
+    get foreach.
     """
+    if not all(parameter.device.type in ("cpu", "cuda") for parameter in parameters):
+        return torch.optim.Adam(parameters, lr=learning_rate, foreach=True)
     try:
         return torch.optim.Adam(parameters, lr=learning_rate, fused=True)
     except (RuntimeError, TypeError, ValueError):
@@ -911,22 +976,140 @@ def _epoch_images(
     return images
 
 
-def _non_finite_error(
-    terms: estimators.ElboTerms, beta, *, epoch: int, step: int, ensemble: bool
-) -> NonFiniteLossError:
-    rate = terms.rate.detach().mean(dim=-1).reshape(-1)  # (M,) or (1,)
-    distortion = terms.distortion.detach().mean(dim=-1).reshape(-1)
-    loss = terms.loss(beta).detach().mean(dim=-1).reshape(-1)
-    bad = (~torch.isfinite(loss)).nonzero().flatten()
-    member = int(bad[0]) if len(bad) else 0
-    return NonFiniteLossError(
-        epoch=epoch,
-        step=step,
-        member=member if ensemble else None,
-        rate=float(rate[member]),
-        distortion=float(distortion[member]),
-        loss=float(loss[member]),
+class _LossMonitor:
+    """The NaN guard and plausibility check of `train`, on the device, read every `check_every` steps.
+
+    `record` stores the step's batch means (loss, rate, distortion per member) in a window on the
+    device and folds them into two device flags, without a host sync; `check` reads the flags
+    (one sync) and, if one is set, copies the window to the host to name the first bad step.
+    """
+
+    def __init__(self, *, members: int | None, device: torch.device, check_every: int, data_dims: int):
+        self.ensemble = members is not None
+        self.check_every = check_every
+        self.window = torch.zeros((check_every, 3, members or 1), dtype=torch.float32, device=device)
+        self.where: list[tuple[int, int]] = []  # (epoch, step) of each filled row of the window
+        self.non_finite = torch.zeros((), dtype=torch.float32, device=device)  # 1.0 = Adam's found_inf
+        self.implausible = torch.zeros((), dtype=torch.bool, device=device)
+        self.limit = PLAUSIBLE_NATS_PER_DIM * data_dims  # nats per data point
+        self.warned = False
+
+    @torch.no_grad()
+    def record(self, terms: estimators.ElboTerms, beta, loss: torch.Tensor, *, epoch: int, step: int) -> bool:
+        """Store one step's terms; True when the window is full (time to `check`)."""
+        means = torch.stack(
+            [
+                terms.loss(beta).detach().float().mean(dim=-1).reshape(-1),
+                terms.rate.detach().float().mean(dim=-1).reshape(-1),
+                terms.distortion.detach().float().mean(dim=-1).reshape(-1),
+            ]
+        )  # (3, M)
+        self.window[len(self.where)].copy_(means)
+        self.where.append((epoch, step))
+        bad = (~torch.isfinite(means[0])).any() | ~torch.isfinite(loss.detach())
+        self.non_finite.copy_(torch.maximum(self.non_finite, bad.float()))
+        self.implausible.logical_or_((means[1:].abs() > self.limit).any())
+        return len(self.where) >= self.check_every
+
+    def check(self) -> None:
+        """Raise NonFiniteLossError / warn ImplausibleLossWarning for the first bad recorded step."""
+        if not self.where:
+            return
+        if self.non_finite.is_meta:  # shapes only: nothing to read (device tests)
+            self.where.clear()
+            return
+        non_finite, implausible = vdevice.to_host(torch.stack([self.non_finite, self.implausible.float()])).tolist()
+        if non_finite or (implausible and not self.warned):
+            window = vdevice.to_host(self.window[: len(self.where)])  # (k, 3, M)
+            if implausible and not self.warned:
+                self.warned = True
+                self._warn(window)
+            if non_finite:
+                self._raise(window)
+        self.where.clear()
+
+    def _first(self, bad: torch.Tensor) -> tuple[int, int] | None:
+        """(row, member) of the first True in a (k, M) mask, in step order."""
+        hits = bad.nonzero()
+        return (int(hits[0, 0]), int(hits[0, 1])) if len(hits) else None
+
+    def _raise(self, window: torch.Tensor) -> None:
+        found = self._first(~torch.isfinite(window[:, 0])) or (len(self.where) - 1, 0)  # else: the member sum overflowed
+        row, member = found
+        epoch, step = self.where[row]
+        loss, rate, distortion = (float(value) for value in window[row, :, member])
+        raise NonFiniteLossError(
+            epoch=epoch, step=step, member=member if self.ensemble else None, rate=rate, distortion=distortion, loss=loss
+        )
+
+    def _warn(self, window: torch.Tensor) -> None:
+        found = self._first((window[:, 1:].abs() > self.limit).any(dim=1))
+        if found is None:
+            return
+        row, member = found
+        epoch, step = self.where[row]
+        loss, rate, distortion = (float(value) for value in window[row, :, member])
+        who = "the model" if not self.ensemble else f"ensemble member {member}"
+        warnings.warn(
+            f"implausible training loss for {who} at epoch {epoch}, step {step}: loss={loss:.4g}, rate={rate:.4g}, "
+            f"distortion={distortion:.4g} nats per data point, beyond {PLAUSIBLE_NATS_PER_DIM:g} nats per data "
+            f"dimension ({self.limit:.4g} here): training is diverging. Lower the learning rate or check the "
+            f"data range and the likelihood; training continues (it stops only on NaN/inf).",
+            ImplausibleLossWarning,
+            stacklevel=4,
+        )
+
+
+def _supports_found_inf(optimizer: torch.optim.Optimizer) -> bool:
+    """Fused Adam skips its update when `optimizer.found_inf` is 1 (the hook GradScaler uses)."""
+    return bool(optimizer.defaults.get("fused"))
+
+
+class _CompiledForward:
+    """The model with `encode` and `log_likelihood` compiled ($VAEGEN_COMPILE=1); the model itself is untouched."""
+
+    def __init__(self, model: torch.nn.Module):
+        self._model = model
+        self.encode = torch.compile(model.encode)
+        self.log_likelihood = torch.compile(model.log_likelihood)
+
+    def __getattr__(self, name: str):
+        return getattr(self._model, name)
+
+
+def _session_provenance(run_path: Path | None, device: torch.device, *, training: bool) -> list[dict]:
+    """This session's provenance appended to the run's config.json (when it trains); all sessions' records.
+
+    Device and thread count are not part of a run's identity (README, Reproducibility): a run is
+    resumed or reused on any device, and a ProvenanceWarning says so when the records name
+    another device kind or thread count than this session's.
+    """
+    record = vdevice.provenance(device)
+    if run_path is None:
+        return [record]
+    path = run_path / RUN_CONFIG_FILE
+    stored = io.read_json(path)
+    records = list(stored.get(PROVENANCE_KEY) or [])
+    others = sorted(
+        {
+            f"{item.get('device')} with {item.get('torch_threads')} torch threads"
+            for item in records
+            if (torch.device(str(item.get("device", "cpu"))).type, item.get("torch_threads"))
+            != (device.type, record["torch_threads"])
+        }
     )
+    if others:
+        warnings.warn(
+            f"{run_path} was trained on {', '.join(others)}; this session runs on {record['device']} with "
+            f"{record['torch_threads']} torch threads. Its checkpoints are {'resumed' if training else 'reused'} as they "
+            f"are: their numbers are those of the device and thread count that trained them (README, Reproducibility).",
+            ProvenanceWarning,
+            stacklevel=3,
+        )
+    if training:
+        records.append(record)
+        io.atomic_write_json(path, {**stored, PROVENANCE_KEY: records})
+    return records
 
 
 def _evaluation_rows(model, eval_sets, config: TrainConfig, *, epoch: int, step: int, seconds: float) -> list[dict]:
@@ -1041,7 +1224,7 @@ def _check_or_write_run_config(run_dir: Path, setup: dict) -> None:
     """
     path = run_dir / RUN_CONFIG_FILE
     if path.is_file():
-        stored = io.read_json(path)
+        stored = {key: value for key, value in io.read_json(path).items() if key != PROVENANCE_KEY}  # not identity
         if stored != setup and not list_checkpoints(run_dir):
             io.atomic_write_json(path, setup)  # nothing was saved under the old setup: take the folder over
             return

@@ -51,6 +51,7 @@ from typing import Any, Sequence
 import torch
 
 from . import cache as vcache
+from . import device as vdevice
 from . import data, estimators, models, profiles, training
 from .checks import check_choice, check_fields, check_int, check_number, check_sequence
 from .estimators import PerPointSettings
@@ -741,7 +742,7 @@ def per_point_at_checkpoint(
 
     def compute() -> dict:
         model = load_checkpoint(run, epoch, cache=cache)
-        x = load_images(run)[1][: fit.n_points]  # (n_points, 1, 28, 28)
+        x = load_images(run)[1][: fit.n_points].to(vdevice.of(model))  # (n_points, 1, 28, 28)
         gap = estimators.amortization_gap(
             model, x, eval_samples=fit.eval_samples, generator=make_generator(fit.seed), **fit.fit_options()
         )
