@@ -33,7 +33,8 @@ PACKAGE_FILES = ("environment.yml", "requirements-lock.txt", "pyproject.toml", "
 
 def pip_environment() -> dict[str, str]:
     """This process's environment without pip configuration (no index, no find-links, no constraints)."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("PIP_", "VAEGEN_"))}
+    # No PYTHONPATH either: a checkout on it would shadow the installed package under test.
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("PIP_", "VAEGEN_")) and key != "PYTHONPATH"}
     env["PIP_CONFIG_FILE"] = os.devnull
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     return env
