@@ -1,26 +1,25 @@
-"""Speed of the vaegen engine, measured side by side in one run on this machine.
+"""Speed of the vaegen engine on this CPU, each workload against its own roofline bound, in one run.
 
-Every number is a ratio of two timings taken in the same process, minutes apart, with the
-machine's own fp32 matmul rate as the yardstick, so results are comparable across machines.
 Writes benchmarks/results.json and prints a table. Run with `benchmarks/run.sh` (or
-`python benchmarks/bench.py --quick` for a fast, noisier pass).
+`python benchmarks/bench.py --quick` for a fast, noisier pass). The GPU counterpart is
+benchmarks/gpu_check.sh.
 
-Measured:
-- matmul_gflops: the best fp32 GEMM rate of this machine (n x n @ n x n, all torch threads);
-- engine: seed-001 MLP VAE (784-500-500-10, Bernoulli, batch 100, Adam) trained by
-  `vaegen_utils.training.train`, in images/s and GFLOP/s (3x the forward FLOPs per image);
-- dataloader: the same model and loss trained by a plain torch DataLoader loop with per-sample
-  collation and a per-sample transform (how seed 001's code and pythae train);
-- ensemble vs sequential: a 12-member beta sweep (paper C's 12 betas, its 1-layer MLP on 3x32x32
-  inputs, batch 128) as one stacked ensemble vs 12 single models trained one after another;
-- iwae batched vs loop: IWAE with K=1000 on 100 data points, one batched call vs the per-point
-  loop of pythae's `get_nll` (chunks of 100 importance samples, the point re-encoded each chunk).
+Measured in one process, minutes apart (so ratios are comparable even on a shared machine):
+- ceilings (benchmarks/workloads.py): the best float32 and bfloat16 GEMM rates (n x n products,
+  all torch threads) and the memory bandwidth of a STREAM-like triad on arrays far beyond the
+  caches;
+- workloads: training steps of the seed-001 MLP, paper B's and paper A's MLPs (3 seeds stacked),
+  paper C's 12-β sweep (float32 and bf16 autocast), the cpu-profile UNet's DDPM step and DDIM
+  network evaluation, IWAE K=1000; each with its counted FLOPs, its minimal bytes, the bound that
+  applies ("gemm" or "memory") and `fraction_of_bound` (workloads.py docstring);
+- ratios: engine vs a DataLoader loop with per-sample collation (how seed 001's code and pythae
+  train), the 12-member β ensemble vs 12 sequential runs, IWAE batched vs the per-point loop of
+  pythae's `get_nll`, bf16 autocast vs float32 (paper C's 3-layer MLP).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
@@ -30,57 +29,25 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
+import workloads  # noqa: E402
 from vaegen_utils import estimators, io, models  # noqa: E402
-from vaegen_utils.ensemble import EnsembleMLPVAE  # noqa: E402
+from vaegen_utils import device as vdevice  # noqa: E402
 from vaegen_utils.training import TrainConfig, train  # noqa: E402
 
-PAPER_C_BETAS = [0.001, 0.005, 0.01, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0, 2.0, 3.0, 5.0]  # paper C, footnote 2
+PAPER_C_BETAS = workloads.PAPER_C_BETAS
+CPU = torch.device("cpu")
 
 
 def best_time(function, repeats: int) -> float:
-    """Minimum wall time of `repeats` calls (the least disturbed run)."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return workloads.best_time(function, repeats, CPU)
 
 
-def matmul_gflops(size: int, repeats: int) -> float:
-    a = torch.randn(size, size)
-    b = torch.randn(size, size)
-    a @ b  # warm up the BLAS threads
-    seconds = best_time(lambda: a @ b, repeats)
-    return 2 * size**3 / seconds / 1e9
-
-
-def mlp_forward_flops(config) -> int:
-    """Multiply-adds x 2 of every Linear layer of an MLP VAE, per image (encoder + decoder)."""
-    model = models.build_model(config, seed=0)
-    return 2 * sum(module.in_features * module.out_features for module in model.modules() if isinstance(module, torch.nn.Linear))
-
-
-def binary_images(count: int, shape: tuple[int, ...], seed: int) -> torch.Tensor:
-    """Random binary images; throughput does not depend on pixel content."""
-    generator = torch.Generator().manual_seed(seed)
-    return (torch.rand((count, *shape), generator=generator) < 0.3).float()
-
-
-def engine_throughput(config, images: torch.Tensor, epochs: int) -> float:
-    model = models.build_model(config, seed=0)
-    train_config = TrainConfig(epochs=1, batch_size=100, learning_rate=1e-3, seed=0)
-    train(model, images[:2000], train_config)  # warm-up: allocator, threads, Adam state
-    model = models.build_model(config, seed=0)
-    train_config = TrainConfig(epochs=epochs, batch_size=100, learning_rate=1e-3, seed=0)
-    start = time.perf_counter()
-    train(model, images, train_config)
-    return epochs * len(images) / (time.perf_counter() - start)
+binary_images = workloads.binary_images
 
 
 class PerSampleDataset(torch.utils.data.Dataset):
@@ -97,62 +64,38 @@ class PerSampleDataset(torch.utils.data.Dataset):
         return torch.round(image), 0  # seed 001's fixed binarization, (image, label) pairs
 
 
-def dataloader_throughput(config, images: torch.Tensor, epochs: int) -> float:
+def engine_throughput(config, images: torch.Tensor) -> float:
+    """Images/s of `training.train` (one epoch, batch 100) for the seed-001 MLP."""
+    train(models.build_model(config, seed=0), images[:2000], TrainConfig(epochs=1, batch_size=100))  # warm-up
+    model = models.build_model(config, seed=0)
+    seconds = best_time(lambda: train(model, images, TrainConfig(epochs=1, batch_size=100)), 1)
+    return len(images) / seconds
+
+
+def dataloader_throughput(config, images: torch.Tensor) -> float:
     """The plain loop of seed 001's code / pythae: DataLoader, per-sample collation, Adam."""
     uint8_images = (images * 255).to(torch.uint8).numpy()
     loader = torch.utils.data.DataLoader(PerSampleDataset(uint8_images), batch_size=100, shuffle=True)
     model = models.build_model(config, seed=0)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 
-    def run(num_epochs: int, limit: int | None = None) -> int:
+    def run(limit: int | None = None) -> int:
         seen = 0
-        for _ in range(num_epochs):
-            for step, (x, _) in enumerate(loader):
-                if limit is not None and step >= limit:
-                    break
-                terms = estimators.beta_elbo(model, x)
-                loss = -terms.elbo.mean()
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                seen += len(x)
+        for step, (x, _) in enumerate(loader):
+            if limit is not None and step >= limit:
+                break
+            terms = estimators.beta_elbo(model, x)
+            loss = -terms.elbo.mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            seen += len(x)
         return seen
 
-    run(1, limit=20)  # warm-up
+    run(limit=20)  # warm-up
     start = time.perf_counter()
-    seen = run(epochs)
+    seen = run()
     return seen / (time.perf_counter() - start)
-
-
-def ensemble_vs_sequential(steps: int) -> dict:
-    """Paper C's 12-beta sweep: one stacked ensemble vs 12 sequential single-model runs."""
-    config = models.bozkurt2021_mlp(num_layers=1)
-    batch = 128
-    images = binary_images(batch * steps, tuple(config.data_shape), seed=1)
-    members = [models.build_model(config, seed=seed) for seed in range(len(PAPER_C_BETAS))]
-
-    def sequential():
-        for member, beta in zip(members, PAPER_C_BETAS):
-            train(member, images, TrainConfig(epochs=1, batch_size=batch, beta=beta, seed=0))
-
-    ensemble = EnsembleMLPVAE.from_members(members)
-
-    def batched():
-        train(ensemble, images, TrainConfig(epochs=1, batch_size=batch, beta=PAPER_C_BETAS, seed=0))
-
-    batched()  # warm-up both paths once
-    sequential_seconds = ensemble_seconds = math.inf
-    for _ in range(2):  # alternate, keep the best of each
-        sequential_seconds = min(sequential_seconds, best_time(sequential, 1))
-        ensemble_seconds = min(ensemble_seconds, best_time(batched, 1))
-    return {
-        "members": len(PAPER_C_BETAS),
-        "steps": steps,
-        "model": "bozkurt2021 MLP, 1 hidden layer of 512, z=10, 3x32x32, batch 128",
-        "sequential_s": sequential_seconds,
-        "ensemble_s": ensemble_seconds,
-        "ratio": sequential_seconds / ensemble_seconds,
-    }
 
 
 def iwae_per_point_loop(model, x: torch.Tensor, num_samples: int, chunk: int = 100) -> torch.Tensor:
@@ -204,28 +147,7 @@ def iwae_batched_vs_loop(num_points: int, num_samples: int) -> dict:
         "mean_abs_difference_nats": difference,
         "batched_s": batched_seconds,
         "loop_s": loop_seconds,
-        "batched_points_per_s": num_points / batched_seconds,
         "ratio": loop_seconds / batched_seconds,
-    }
-
-
-def bfloat16_vs_float32(steps: int) -> dict:
-    """Training steps of paper C's 3-layer MLP in float32 vs under bf16 autocast (AMX CPUs)."""
-    config = models.bozkurt2021_mlp(num_layers=3)
-    images = binary_images(128 * steps, tuple(config.data_shape), seed=3)
-    seconds = {}
-    for precision in ("float32", "bfloat16"):
-        model = models.build_model(config, seed=0)
-        train(model, images[:1280], TrainConfig(epochs=1, batch_size=128, precision=precision))  # warm-up
-        seconds[precision] = best_time(
-            lambda: train(model, images, TrainConfig(epochs=1, batch_size=128, precision=precision)), 2
-        )
-    return {
-        "model": "bozkurt2021 MLP, 3 hidden layers of 512, z=10, 3x32x32, batch 128",
-        "steps": steps,
-        "float32_s": seconds["float32"],
-        "bfloat16_s": seconds["bfloat16"],
-        "ratio": seconds["float32"] / seconds["bfloat16"],
     }
 
 
@@ -235,6 +157,8 @@ def main() -> None:
     parser.add_argument("--output", default=str(REPO / "benchmarks" / "results.json"), help="where to write the JSON")
     args = parser.parse_args()
     quick = args.quick
+    load_start = os.getloadavg()[0]
+    started = time.perf_counter()
 
     torch.manual_seed(0)
     results: dict = {
@@ -244,66 +168,86 @@ def main() -> None:
             "cpu_count": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__,
+            "device": vdevice.provenance("cpu"),
         },
         "quick": quick,
     }
 
-    print("measuring the matmul yardstick ...", flush=True)
-    results["matmul_gflops"] = max(matmul_gflops(size, 3 if quick else 5) for size in (1024, 2048))
+    print("measuring the ceilings (GEMM float32/bfloat16, memory triad) ...", flush=True)
+    first_ceilings = workloads.ceilings(CPU, quick=quick)
 
-    print("measuring the engine and the DataLoader loop (seed-001 MLP) ...", flush=True)
+    steps = 10 if quick else 30
+    measured = []
+
+    def add(measure) -> None:  # each workload between two quick ceiling measurements (same load)
+        measured.append(workloads.bracketed(measure, CPU))
+
+    print("measuring the training workloads ...", flush=True)
+    add(lambda: workloads.training_workload(
+        "engine_seed001", "seed-001 MLP (784-500-500-10, Bernoulli), batch 100",
+        lambda: models.build_model(models.zhang2022_mlp(), seed=0), batch=100, steps=steps * 2, device=CPU))
+    add(lambda: workloads.training_workload(
+        "paper_b_ensemble", "paper B MLP (3 hidden layers of 500), 3 seeds stacked, batch 100",
+        workloads.stacked(models.zhang2022_mlp(num_hidden_layers=3), 3), batch=100, steps=steps, device=CPU))
+    add(lambda: workloads.training_workload(
+        "paper_a_mlp", "paper A MLP (1024-512-512-16), 3 seeds stacked, batch 100",
+        workloads.stacked(models.xiao2024_mlp(), 3), batch=100, steps=steps, device=CPU))
+    for precision in ("float32", "bfloat16"):
+        add(lambda: workloads.training_workload(
+            f"paper_c_sweep_step_{precision}", f"paper C 12-β sweep, 1-layer MLP (512), batch 128, {precision}",
+            workloads.paper_c_sweep(1), batch=128, steps=max(5, steps // 2), device=CPU, precision=precision,
+            beta=PAPER_C_BETAS))
+    print("measuring the UNet and IWAE workloads ...", flush=True)
+    add(lambda: workloads.unet_train_workload(CPU, batch=128, steps=2 if quick else 4, precision="bfloat16"))
+    add(lambda: workloads.unet_sampler_workload(CPU, batch=250, steps=2 if quick else 4, precision="float32"))
+    add(lambda: workloads.iwae_workload(CPU, points=50 if quick else 100, num_samples=1000))
+    print("measuring the ceilings again ...", flush=True)
+    ceilings = workloads.combine_ceilings(first_ceilings, workloads.ceilings(CPU, quick=quick))
+    results["ceilings"] = ceilings
+    results["workloads"] = {workload.name: workload.roofline(ceilings) for workload in measured}
+    # What the steps' own layer shapes allow: the largest GEMM of each MLP at its batch size.
+    results["small_gemm_flops_per_s"] = {
+        "100x784x500 (seed-001 MLP, batch 100)": workloads.small_gemm_rate(CPU, 100, 784, 500),
+        "100x1024x512 (paper A MLP, batch 100)": workloads.small_gemm_rate(CPU, 100, 1024, 512),
+        "128x3072x512 (paper C MLP, batch 128)": workloads.small_gemm_rate(CPU, 128, 3072, 512),
+    }
+
+    print("measuring the ratios (engine vs DataLoader, ensemble vs sequential, IWAE, bf16) ...", flush=True)
     config = models.zhang2022_mlp()
     images = binary_images(10_000 if quick else 20_000, tuple(config.data_shape), seed=0)
-    flops_per_image = 3 * mlp_forward_flops(config)  # forward + backward (2x forward)
-    # Alternate the two loops and keep each one's best round, so a burst of other work on the
-    # machine cannot favour one side.
-    rounds = 2 if quick else 3
-    engine_images_per_s = loader_images_per_s = 0.0
-    for _ in range(rounds):
-        engine_images_per_s = max(engine_images_per_s, engine_throughput(config, images, epochs=1))
-        loader_images_per_s = max(loader_images_per_s, dataloader_throughput(config, images, epochs=1))
-    results["engine"] = {
-        "images_per_s": engine_images_per_s,
-        "gflops": engine_images_per_s * flops_per_image / 1e9,
-        "flops_per_image": flops_per_image,
-    }
-    results["dataloader"] = {
-        "images_per_s": loader_images_per_s,
-        "gflops": loader_images_per_s * flops_per_image / 1e9,
-    }
+    engine = loader = 0.0
+    for _ in range(2 if quick else 3):  # alternate, keep each one's best round
+        engine = max(engine, engine_throughput(config, images))
+        loader = max(loader, dataloader_throughput(config, images))
+    results["engine_vs_dataloader"] = {"engine_images_per_s": engine, "dataloader_images_per_s": loader, "ratio": engine / loader}
+    results["ensemble_vs_sequential"] = workloads.ensemble_vs_sequential(CPU, steps=10 if quick else 30)
+    results["iwae_batched_vs_loop"] = iwae_batched_vs_loop(num_points=50 if quick else 100, num_samples=1000)
+    bf16 = results["workloads"]["paper_c_sweep_step_bfloat16"]["seconds_per_step"]
+    fp32 = results["workloads"]["paper_c_sweep_step_float32"]["seconds_per_step"]
+    results["bfloat16_vs_float32"] = fp32 / bf16
 
-    print("measuring the 12-member beta-sweep ensemble vs sequential runs ...", flush=True)
-    results["ensemble"] = ensemble_vs_sequential(steps=20 if quick else 60)
-
-    print("measuring IWAE K=1000 batched vs per-point loop ...", flush=True)
-    results["iwae"] = iwae_batched_vs_loop(num_points=50 if quick else 100, num_samples=1000)
-
-    print("measuring bf16 autocast vs float32 training (paper C 3-layer MLP) ...", flush=True)
-    results["bfloat16"] = bfloat16_vs_float32(steps=20 if quick else 50)
-    results["bfloat16_vs_float32"] = results["bfloat16"]["ratio"]
-
-    targets = {"engine_vs_matmul": 0.8, "engine_vs_dataloader": 1.5, "ensemble_vs_sequential": 2.0, "iwae_batched_vs_loop": 10.0}
-    ratios = {
-        "engine_vs_matmul": results["engine"]["gflops"] / results["matmul_gflops"],
-        "engine_vs_dataloader": engine_images_per_s / loader_images_per_s,
-        "ensemble_vs_sequential": results["ensemble"]["ratio"],
-        "iwae_batched_vs_loop": results["iwae"]["ratio"],
-    }
-    results.update(ratios)
+    targets = {"fraction_of_bound": 0.7, "engine_vs_dataloader": 1.5, "ensemble_vs_sequential": 2.0, "iwae_batched_vs_loop": 10.0}
     results["targets"] = targets
-    results["meets_target"] = {name: bool(ratios[name] >= target) for name, target in targets.items()}
+    results["load_average_1min"] = {"start": load_start, "end": os.getloadavg()[0]}
+    results["wall_s"] = time.perf_counter() - started
     io.atomic_write_json(args.output, results)
 
+    gemm = ceilings["gemm_flops_per_s"]
     print()
-    print(f"machine: {results['machine']['cpu_count']} cores, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"fp32 matmul yardstick: {results['matmul_gflops']:.1f} GFLOP/s")
-    print(f"engine: {engine_images_per_s:,.0f} images/s = {results['engine']['gflops']:.1f} GFLOP/s; "
-          f"DataLoader loop: {loader_images_per_s:,.0f} images/s")
-    print(f"{'ratio':<26}{'measured':>10}{'target':>10}  met")
-    for name, target in targets.items():
-        print(f"{name:<26}{ratios[name]:>10.2f}{target:>10.1f}  {'yes' if ratios[name] >= target else 'NO'}")
-    print(f"bfloat16_vs_float32 (no target; the lever for paper C's sweeps): {results['bfloat16_vs_float32']:.2f}")
-    print(f"\nwrote {args.output}")
+    print(f"machine: {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"load {load_start:.1f} -> {results['load_average_1min']['end']:.1f}")
+    print(f"ceilings: GEMM fp32 {gemm['float32'] / 1e9:.0f} GFLOP/s, bf16 {gemm['bfloat16'] / 1e9:.0f} GFLOP/s; "
+          f"memory triad {ceilings['memory_bytes_per_s'] / 1e9:.1f} GB/s")
+    print(f"{'workload':<30}{'ms/step':>10}{'GFLOP':>9}{'MB':>9}{'bound':>8}{'fraction':>10}")
+    for name, row in results["workloads"].items():
+        print(f"{name:<30}{row['seconds_per_step'] * 1e3:>10.2f}{row['flops_per_step'] / 1e9:>9.2f}"
+              f"{row['bytes_per_step'] / 1e6:>9.1f}{row['bound']:>8}{row['fraction_of_bound']:>10.2f}")
+    for shape, rate in results["small_gemm_flops_per_s"].items():
+        print(f"GEMM at a step's own shape {shape}: {rate / 1e9:.0f} GFLOP/s")
+    print(f"engine vs DataLoader {results['engine_vs_dataloader']['ratio']:.2f}; ensemble vs sequential "
+          f"{results['ensemble_vs_sequential']['ratio']:.2f}; IWAE batched vs loop {results['iwae_batched_vs_loop']['ratio']:.2f}; "
+          f"bf16 vs fp32 (paper C sweep) {results['bfloat16_vs_float32']:.2f}")
+    print(f"\nwrote {args.output} ({results['wall_s']:.0f} s)")
 
 
 if __name__ == "__main__":

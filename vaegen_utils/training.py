@@ -387,13 +387,16 @@ def elbo_terms(
         return estimators.beta_elbo(model, x, num_samples=num_samples, generator=generators[0])
     mean, log_std = model.encode(x)  # (M, B, Z) each
     rate = estimators.gaussian_kl_to_standard_normal(mean, log_std)  # (M, B)
-    z = torch.stack(
+    # Member m's noise is what reparameterize would draw from generators[m] for a standalone run;
+    # drawn on the (CPU) generators, stacked and copied to the device once per step.
+    noise = torch.stack(
         [
-            estimators.reparameterize(mean[member], log_std[member], num_samples, generator)  # (S, B, Z)
-            for member, generator in enumerate(generators)
+            vdevice.randn((num_samples, *mean.shape[1:]), generator=generator, dtype=mean.dtype)  # (S, B, Z)
+            for generator in generators
         ],
         dim=1,
     )  # (S, M, B, Z)
+    z = mean + torch.exp(log_std) * vdevice.to_device(noise, mean.device)  # (S, M, B, Z)
     distortion = -model.log_likelihood(x, z).mean(dim=0)  # (M, B)
     return estimators.ElboTerms(elbo=-distortion - rate, rate=rate, distortion=distortion)
 
