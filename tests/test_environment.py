@@ -16,7 +16,6 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -186,6 +185,7 @@ def test_setup_installs_the_cpu_build_without_a_gpu_and_the_cuda_build_with_one(
 
 
 def test_extras_declare_the_lazily_imported_packages():
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from Python 3.11")
     project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     extras = project["optional-dependencies"]
     assert {"diffusion", "robustness", "notebooks", "cluster"} <= set(extras)
