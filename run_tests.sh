@@ -10,7 +10,7 @@ bash scripts/setup.sh
 # cpu-profile figures; tests get their own data-independent caches.
 # OpenMP threads that sleep instead of spin while waiting: on a busy machine (other jobs, a
 # laptop) the default spin-wait made 2-thread training ~10x slower (700 vs 7,200 images/s for the
-# seed-001 MLP, measured while another job ran). Set OMP_WAIT_POLICY yourself to override.
+# paper B (zhang2022) MLP, measured while another job ran). Set OMP_WAIT_POLICY yourself to override.
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 export VAEGEN_PROFILE=smoke
 export VAEGEN_FIGURES_DIR="$PWD/build/figures/smoke"

@@ -8,7 +8,7 @@ Measured in one process, minutes apart (so ratios are comparable even on a share
 - ceilings (benchmarks/workloads.py): the best float32 and bfloat16 GEMM rates (n x n products,
   all torch threads) and the memory bandwidth of a STREAM-like triad on arrays far beyond the
   caches;
-- workloads: training steps of the seed-001 MLP, paper B's and paper A's MLPs (3 seeds stacked),
+- workloads: training steps of the zhang2022 MLP, paper B's and paper A's MLPs (3 seeds stacked),
   paper C's 12-β sweep (float32 and bf16 autocast), the cpu-profile UNet's DDPM step and DDIM
   network evaluation, IWAE K=1000; each with its counted FLOPs, its minimal bytes, the bound that
   applies ("gemm" or "memory") and `fraction_of_bound` (workloads.py docstring);
@@ -65,7 +65,7 @@ class PerSampleDataset(torch.utils.data.Dataset):
 
 
 def engine_throughput(config, images: torch.Tensor) -> float:
-    """Images/s of `training.train` (one epoch, batch 100) for the seed-001 MLP."""
+    """Images/s of `training.train` (one epoch, batch 100) for the zhang2022 MLP."""
     train(models.build_model(config, seed=0), images[:2000], TrainConfig(epochs=1, batch_size=100))  # warm-up
     model = models.build_model(config, seed=0)
     seconds = best_time(lambda: train(model, images, TrainConfig(epochs=1, batch_size=100)), 1)
@@ -184,7 +184,7 @@ def main() -> None:
 
     print("measuring the training workloads ...", flush=True)
     add(lambda: workloads.training_workload(
-        "engine_seed001", "seed-001 MLP (784-500-500-10, Bernoulli), batch 100",
+        "engine_seed001", "zhang2022 MLP (784-500-500-10, Bernoulli), batch 100",
         lambda: models.build_model(models.zhang2022_mlp(), seed=0), batch=100, steps=steps * 2, device=CPU))
     add(lambda: workloads.training_workload(
         "paper_b_ensemble", "paper B MLP (3 hidden layers of 500), 3 seeds stacked, batch 100",
@@ -207,7 +207,7 @@ def main() -> None:
     results["workloads"] = {workload.name: workload.roofline(ceilings) for workload in measured}
     # What the steps' own layer shapes allow: the largest GEMM of each MLP at its batch size.
     results["small_gemm_flops_per_s"] = {
-        "100x784x500 (seed-001 MLP, batch 100)": workloads.small_gemm_rate(CPU, 100, 784, 500),
+        "100x784x500 (zhang2022 MLP, batch 100)": workloads.small_gemm_rate(CPU, 100, 784, 500),
         "100x1024x512 (paper A MLP, batch 100)": workloads.small_gemm_rate(CPU, 100, 1024, 512),
         "128x3072x512 (paper C MLP, batch 128)": workloads.small_gemm_rate(CPU, 128, 3072, 512),
     }

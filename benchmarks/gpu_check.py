@@ -6,7 +6,7 @@ benchmarks/results-gpu.json. Every number comes from this one run on this one GP
 - ceilings: float32 (IEEE, TF32 off: the library's policy) and bfloat16 GEMM rates of 4096/8192
   products, and the device memory bandwidth (triad and copy on 1 GiB arrays);
 - workloads (benchmarks/workloads.py, same code as the CPU run): paper C's 12-β sweep step
-  (float32 and bf16), paper B's ensemble, paper A's MLP, the seed-001 engine, the UNet's DDPM
+  (float32 and bf16), paper B's ensemble, paper A's MLP, the zhang2022-MLP engine, the UNet's DDPM
   step and DDIM network evaluation, IWAE K=1000; steps/s, bound ("gemm"/"memory") and fraction;
 - ensemble vs sequential: the 12-β sweep as one stacked model vs 12 runs (goal >= 5x on a GPU);
 - torch.compile on/off for the paper C sweep step (VAEGEN_COMPILE): does it pay here?
@@ -183,7 +183,7 @@ def main() -> int:
             workloads.stacked(models.zhang2022_mlp(num_hidden_layers=3), 3), 100, 400)
         mlp("paper_a_mlp", "paper A MLP (1024-512-512-16), 3 seeds stacked, batch 100",
             workloads.stacked(models.xiao2024_mlp(), 3), 100, 400)
-        mlp("engine_seed001", "seed-001 MLP (784-500-500-10, Bernoulli), batch 100",
+        mlp("engine_seed001", "zhang2022 MLP (784-500-500-10, Bernoulli), batch 100",
             lambda: models.build_model(models.zhang2022_mlp(), seed=0), 100, 400)
         for measure in (
             lambda: workloads.unet_train_workload(device, batch=128, steps=steps(60), precision="bfloat16"),

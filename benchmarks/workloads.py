@@ -268,7 +268,7 @@ def unet_sampler_workload(device: torch.device, *, batch: int, steps: int, preci
 
 
 def iwae_workload(device: torch.device, *, points: int, num_samples: int) -> Workload:
-    """IWAE K samples for `points` data points (seed-001 MLP), batched and chunked (estimators.iwae_bound)."""
+    """IWAE K samples for `points` data points (zhang2022 MLP), batched and chunked (estimators.iwae_bound)."""
     config = models.zhang2022_mlp()
     model = models.build_model(config, seed=0).to(device).eval()
     x = binary_images(points, tuple(config.data_shape), seed=2)
@@ -281,7 +281,7 @@ def iwae_workload(device: torch.device, *, points: int, num_samples: int) -> Wor
     seconds = best_time(call, 2, device)
     parameters = _parameters(model)
     return Workload(
-        "iwae_k1000", f"IWAE K={num_samples} on {points} points, seed-001 MLP (forward only)",
+        "iwae_k1000", f"IWAE K={num_samples} on {points} points, zhang2022 MLP (forward only)",
         seconds, flops, 4 * parameters + points * math.prod(config.data_shape) * 4, "float32",
         {"parameters": parameters, "points": points, "num_samples": num_samples, "points_per_s": points / seconds},
     )

@@ -1,4 +1,4 @@
-"""Tests of vaegen_utils.decomposition (issue 5 part 2): gap arithmetic, estimators, a tiny end-to-end run.
+"""Tests of vaegen_utils.decomposition: gap arithmetic, estimators, a tiny end-to-end run.
 
 The arithmetic is checked on hand-made numbers; the end-to-end test replaces MNIST by fixed synthetic
 binary images (monkeypatched `zhang2022.load_images`) and the diffusion sample bank by a fake one, so

@@ -66,7 +66,7 @@ def test_members_match_standalone_models(name):
 
 @pytest.mark.parametrize("num_layers", [1, 3])
 def test_paper_c_mlp_members_match_standalone_models(num_layers):
-    """Seed 002's networks at full width (3072 -> 512 (x1 or x3) -> 10)."""
+    """Paper C's networks at full width (3072 -> 512 (x1 or x3) -> 10)."""
     config = models.bozkurt2021_mlp(num_layers)
     members, ensemble = members_and_ensemble(config, num_members=2)
     x = make_data(config, (4, *config.data_shape), seed=0)

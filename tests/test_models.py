@@ -315,17 +315,17 @@ def test_bad_inputs_raise_actionable_errors():
 
 
 def test_presets_match_the_papers():
-    # Paper B (seed 001): 784 -> 500 -> 500 -> (10, 10); decoder 10 -> 500 -> 500 -> 784.
+    # Paper B (official code): 784 -> 500 -> 500 -> (10, 10); decoder 10 -> 500 -> 500 -> 784.
     model = build_model(models.zhang2022_mlp(), seed=0)
     assert [(l.in_features, l.out_features) for l in [*model.encoder.hidden, model.encoder.head]] == [(784, 500), (500, 500), (500, 20)]
     assert [(l.in_features, l.out_features) for l in [*model.decoder.hidden, model.decoder.output]] == [(10, 500), (500, 500), (500, 784)]
     assert models.zhang2022_mlp(num_hidden_layers=3).hidden_sizes == (500, 500, 500)
     assert models.zhang2022_mlp("discretized_logistic").build_likelihood().param_shape == (2, 1, 28, 28)
-    # Paper A (seed 000): 1024 -> 512 -> 512 -> 16 and mirrored.
+    # Paper A (App. B.1): 1024 -> 512 -> 512 -> 16 and mirrored.
     model = build_model(models.xiao2024_mlp(), seed=0)
     assert [(l.in_features, l.out_features) for l in [*model.encoder.hidden, model.encoder.head]] == [(1024, 512), (512, 512), (512, 32)]
     assert [(l.in_features, l.out_features) for l in [*model.decoder.hidden, model.decoder.output]] == [(16, 512), (512, 512), (512, 1024)]
-    # Paper C (seed 002): 3072 -> 512 (x1 or x3) -> 10, Bernoulli; CNN 64 channels k4 s2.
+    # Paper C (Sec. 4.3): 3072 -> 512 (x1 or x3) -> 10, Bernoulli; CNN 64 channels k4 s2.
     for layers in (1, 3):
         config = models.bozkurt2021_mlp(layers)
         assert config.hidden_sizes == (512,) * layers and config.latent_dim == 10 and config.data_shape == (3, 32, 32)

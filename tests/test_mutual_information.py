@@ -119,7 +119,7 @@ def test_separated_narrow_posteriors_have_mi_log_n(estimator):
 
 
 def test_minibatch_estimator_without_reweighting_saturates_at_log_b():
-    """num_data = B turns Esmaeili's estimator into the plain batch mixture, capped at log B (practice.md 7)."""
+    """num_data = B turns Esmaeili's estimator into the plain batch mixture, capped at log B."""
     mean, log_std = separated_posteriors(256)
     result = rate_decomposition_minibatch(mean, log_std, batch_size=32, num_data=32, generator=generator(11))
     assert float(result.mutual_information) == pytest.approx(math.log(32), abs=1e-9)

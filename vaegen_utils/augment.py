@@ -1,6 +1,6 @@
 """Paper A's augmentation baselines Aug.Naive and Aug.Tuned as batch transforms for `training.train`.
 
-Paper A (App. E, Tables 8-10; papers.md A.3) uses the StyleGAN2-ADA augmentation pipeline (Karras
+Paper A (App. E, Tables 8-10) uses the StyleGAN2-ADA augmentation pipeline (Karras
 et al. 2020) with every operation applied with probability b in {0.1, 0.12}. This is a torch-only
 re-implementation of the operations the tables list, for 1-channel and 3-channel images in [0, 1]:
 

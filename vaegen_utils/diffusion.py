@@ -1,6 +1,6 @@
 """Paper A's diffusion model on CPU: a small diffusers UNet, DDPM training, DDIM/Heun sampling, sample banks.
 
-Paper A (Xiao, Zenn, Bamler 2024; papers.md A.3) trains an EDM (Karras et al. 2022) from scratch on
+Paper A (Xiao, Zenn, Bamler 2024, App. D) trains an EDM (Karras et al. 2022) from scratch on
 each VAE training set and samples it with a deterministic 18-step Heun sampler, one seed per image;
 DMaaPx (Algorithm 2) then trains the VAE on T x N pre-drawn samples, a fresh block of N = |D_train|
 per effective epoch. This module is the CPU-sized version of that pipeline:
@@ -24,9 +24,9 @@ per effective epoch. This module is the CPU-sized version of that pipeline:
 
 Data convention. Images come in [0, 1] (the project's k/255 or {0, 1}) and are scaled to [-1, 1]
 for the UNet (`x * 2 - 1`); the DDPM/DDIM schedulers clip predicted x0 to [-1, 1] (`clip_sample`,
-practice.md section 3). Samples go back to [0, 1].
+as in diffusers' examples). Samples go back to [0, 1].
 
-28 vs 32 pixels (decision). Paper A's MLP VAE reads 32 x 32 = 1024 inputs (papers.md A.2), i.e. the
+28 vs 32 pixels (decision). Paper A's MLP VAE reads 32 x 32 = 1024 inputs (paper A App. B), i.e. the
 28 x 28 MNIST-type images padded to 32 x 32, and its EDM works at 32 x 32. Here the diffusion model
 works on the **unpadded 28 x 28 images with a 3-level UNet** (28 -> 14 -> 7; the default 4-level UNet
 fails at 28, diffusers #3630), and the 2-pixel zero border is added when the VAE reads the data
@@ -36,7 +36,7 @@ noise there), and each UNet evaluation costs (28/32)^2 = 77% of a 32 x 32 one. A
 `sample_size > image_size` pads inside the model instead (`pad_value`), and `image_size = 32`
 trains on already padded data; both are supported and tested.
 
-BinaryMNIST samples (decision, UNVERIFIED in the paper, papers.md A.3). The DM is trained on the
+BinaryMNIST samples (decision, UNVERIFIED in the paper, paper A App. D-E). The DM is trained on the
 binary images themselves (values -1/+1 after scaling), so its samples are nearly binary already;
 `binarize_samples` thresholds them with the rule that made the training data
 (`data.FIXED_THRESHOLD_LEVEL`: uint8 level k >= 128, i.e. x >= 0.5), a deterministic choice that keeps
@@ -121,7 +121,7 @@ class DiffusionConfig:
                         by 2**(L-1) (28: at most 3 levels; 32: up to 6).
     layers_per_block    ResNet blocks per level (diffusers default 2; 1 halves the cost).
     attention           False (default): no self-attention anywhere (DownBlock2D/UpBlock2D and no
-                        mid-block attention), ~5x cheaper per training step on CPU (practice.md §8).
+                        mid-block attention), ~5x cheaper per training step on CPU.
                         True: attention at every level but the first, as in the HF MNIST example.
     norm_num_groups     GroupNorm groups; must divide every entry of block_out_channels.
     num_train_timesteps, beta_schedule, beta_start, beta_end: the DDPM forward process
@@ -250,7 +250,7 @@ def tiny_config(**changes) -> DiffusionConfig:
 def cpu_config(image_size: int = 28, channels: int = 1) -> DiffusionConfig:
     """The cpu profile's UNet: 3 levels (32, 64, 64), one ResNet block per level, no attention.
 
-    1.05 M parameters at 28x28: the HF MNIST example's UNet (practice.md §3) without attention and
+    1.05 M parameters at 28x28: the HF MNIST example's UNet (diffusers' unconditional training example) without attention and
     with one ResNet block per level instead of two. Measured on the project's 2-core AMX machine
     while two other jobs kept it busy (load ~4), one torch thread, batch 128: 2.8 s per float32
     training step, 1.0 s in bfloat16 (2.7x); DDIM-20 sampling 7 images/s float32, 17-29 in bfloat16.
@@ -386,7 +386,7 @@ def load_diffusion(folder: str | os.PathLike, *, device: str | torch.device | No
 def pad_images(images: torch.Tensor, size: int, value: float = 0.0) -> torch.Tensor:
     """Pad (N, C, H, W) images equally on all sides to size x size (28 -> 32: 2 pixels of `value`).
 
-    Paper A's MLP VAE reads 32 x 32 images (papers.md A.2); MNIST's background is 0, so the zero
+    Paper A's MLP VAE reads 32 x 32 images (paper A App. B); MNIST's background is 0, so the zero
     border is the natural extension of the image. Images already size x size are returned as is.
     """
     height, width = images.shape[-2:]

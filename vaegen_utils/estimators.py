@@ -755,7 +755,7 @@ def _frozen_parameters(model):
 # log q(z) of the aggregate posterior, a mixture of N Gaussians. Two estimators of it:
 # - minibatch (Esmaeili et al. 2019; probtorch `Trace.log_batch_marginal`, paper C's Fig. 8):
 #   the batch stands in for the whole mixture, with the diagonal term reweighted so the N - 1
-#   other components are represented by the B - 1 other batch members (papers.md C.2);
+#   other components are represented by the B - 1 other batch members (paper C Sec. 4.5);
 # - full (rtqichen/beta-tcvae `elbo_decomposition.py`): logsumexp over all N components - log N.
 # MI <= log N for both (the own component alone contributes q(z|x_n)/N), so every MI number must be
 # read next to its N: small-beta VAEs saturate at log N_train (paper C, Sec. 4.5).
@@ -776,7 +776,7 @@ class RateDecomposition:
     Each tensor has the encoder outputs' leading shape (`()` for one model, `(M,)` for an
     ensemble). `rate` is the analytic mean KL(q(z|x_n) || p(z)) over the N points;
     `mutual_information` = mean[log q(z|x) - log q(z)] and `marginal_kl` = mean[log q(z) - log p(z)]
-    over sampled z ~ q(z|x_n) (the forms of papers.md C.2), so their sum is exactly
+    over sampled z ~ q(z|x_n) (the forms of paper C Sec. 4.5), so their sum is exactly
     `rate_sampled` = mean[log q(z|x) - log p(z)], the Monte Carlo estimate of `rate`.
     `num_data` = N, the number of mixture components q(z) stands for (MI <= log N);
     `batch_size` = B for the minibatch estimator (None for the full one); `num_queries` = the
@@ -833,7 +833,7 @@ def pairwise_gaussian_log_density(z: torch.Tensor, mean: torch.Tensor, log_std: 
 def minibatch_aggregate_log_density(
     z: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor, num_data: int
 ) -> torch.Tensor:
-    """Esmaeili et al. 2019's estimate of log q(z_b) from one batch (papers.md C.2), float64.
+    """Esmaeili et al. 2019's estimate of log q(z_b) from one batch (paper C Sec. 4.5), float64.
 
     z `(..., B, Z)` with z_b ~ q(z|x_b); mean, log_std `(..., B, Z)` of the same batch; num_data = N,
     the size of the data set the batch was drawn from. Returns `(..., B)`:

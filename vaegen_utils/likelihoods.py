@@ -132,7 +132,7 @@ class FixedVarianceGaussian(Likelihood):
 
 
 class DiscretizedLogistic(Likelihood):
-    """Discretized logistic per pixel, in the convention of paper B's code (seed 001).
+    """Discretized logistic per pixel, in the convention of paper B's official code.
 
     The decoder outputs `(..., 2, *data_shape)`: channel 0 the location mu, channel 1 the log
     scale (clamped below at -7 as in `batch_logistic_logp`). Data are k/255, k = 0..255.

@@ -20,8 +20,9 @@ Families (one config dataclass each; `build_model(config, seed=...)` builds any 
 - `ResidualConvVAEConfig` / `ResidualConvVAE`: paper A/B's residual conv net, latent on a
   (latent_channels, H/4, W/4) map presented as a flat (B, Z) vector.
 Named presets reproduce each paper's networks: `zhang2022_mlp`, `bozkurt2021_mlp`, `xiao2024_mlp`,
-`bozkurt2021_cnn`, `zhang2022_resnet`, `xiao2024_resnet`. Facts and UNVERIFIED items are those of
-shared/research/papers.md (§2 A.2, §3 B.4, §4 C.5); each preset's docstring names its source.
+`bozkurt2021_cnn`, `zhang2022_resnet`, `xiao2024_resnet`. Facts come from paper A (App. B, Tables 3-6),
+paper B's official code and paper C (Sec. 4.3); UNVERIFIED marks choices the papers leave open;
+each preset's docstring names its source.
 
 Models with BatchNorm (the residual net) behave differently in train and eval mode: call
 `model.eval()` before evaluating ELBOs, or per-data-point values depend on the batch they sit in.
@@ -155,8 +156,8 @@ class MLPVAEConfig(_VAEConfig):
     Encoder: flatten, then [Linear, activation] for each entry of `hidden_sizes`, then one Linear
     head to 2·latent_dim (mean and the standard-deviation parameter). Decoder: [Linear, activation]
     for each entry of `reversed(hidden_sizes)`, then Linear to the likelihood's parameters.
-    This is paper B's `densenet_encoder/decoder` (B.4) with hidden_sizes=(500,)·(h_layer_num+1),
-    and paper C's MLP (C.5) with hidden_sizes=(512,)·num_layers. See the presets below.
+    This is paper B's official `densenet_encoder/decoder` with hidden_sizes=(500,)·(h_layer_num+1),
+    and paper C's MLP (Sec. 4.3) with hidden_sizes=(512,)·num_layers. See the presets below.
 
     encoder_std: "softplus" (paper B: sigma = softplus(a) + softplus_min_std) or "exp" (the head
     outputs log sigma; paper C's authors' precedent code). softplus_min_std is used by "softplus"
@@ -184,7 +185,7 @@ class MLPVAEConfig(_VAEConfig):
 @named_fields
 @dataclasses.dataclass(frozen=True)
 class ConvVAEConfig(_VAEConfig):
-    """Paper C's CNN VAE (C.5: "64 channels, kernel size 4, stride 2 in every layer; 1 or 3 layers").
+    """Paper C's CNN VAE (Sec. 4.3: "64 channels, kernel size 4, stride 2 in every layer; 1 or 3 layers").
 
     Encoder: num_layers × [Conv(k, s, p=(k-s)/2) + activation] (data channels -> `channels`, then
     channels -> channels), flatten, one Linear head to 2·latent_dim.
@@ -192,7 +193,7 @@ class ConvVAEConfig(_VAEConfig):
     num_layers × ConvTranspose(k, s, p) with the activation between them and none after the last,
     which outputs the likelihood's parameter channels. h = H / stride**num_layers.
 
-    UNVERIFIED choices (paper C's CNN table is in its missing appendix, papers.md C.5): padding 1
+    UNVERIFIED choices (paper C's CNN table is in its appendix, which is not available; Sec. 4.3 gives the rest): padding 1
     (so each layer halves exactly: 32 -> 16 -> 8 -> 4), Linear heads on the flattened feature map,
     a Linear + activation before the first transposed conv (without it the 1-layer decoder would be
     linear in z), the decoder mirroring the encoder, and the "exp" (log sigma) head of the authors'
@@ -247,7 +248,7 @@ class ConvVAEConfig(_VAEConfig):
 @named_fields
 @dataclasses.dataclass(frozen=True)
 class ResidualConvVAEConfig(_VAEConfig):
-    """Paper A/B's residual conv VAE (A Tables 4–6 with caveats, papers.md A.2; B's `fc_encoder/decoder`, B.4).
+    """Paper A/B's residual conv VAE (paper A App. B, Tables 4–6, with caveats; paper B's official `fc_encoder/decoder`).
 
     Encoder: Conv C->c (k4 s2 p1, no bias), BN, ReLU, Conv c->c (k4 s2 p1, no bias), BN,
     num_residual_blocks × Residual, Conv1×1 c -> 2·latent_channels (bias): mean and softplus scale
@@ -257,7 +258,7 @@ class ResidualConvVAEConfig(_VAEConfig):
     Residual: ReLU, Conv k1×k1 (no bias), BN, ReLU, Conv k2×k2 (no bias), BN, plus the skip, with
     (k1, k2) = residual_kernel_sizes: (3, 1) in paper B's code, (3, 3) in paper A's Table 6.
 
-    Caveats resolved here (papers.md A.2): two transposed convs as in B's code (A's Table 5 lists one,
+    Caveats resolved here (paper A App. B): two transposed convs as in B's code (A's Table 5 lists one,
     which cannot reach 32×32); the output conv produces the likelihood's parameter channels (A's "n_c -> 3"
     is schematic). residual_skip="input" adds the block input (A's Table 6); "relu_input" adds ReLU of it,
     which is what B's code computes because its in-place `nn.ReLU(True)` overwrites the skip tensor.
@@ -361,7 +362,7 @@ def _check_param_shape_is_spatial(likelihood: Likelihood, data_shape: Shape) -> 
 def zhang2022_mlp(
     likelihood: str = "bernoulli", *, num_hidden_layers: int = 2, likelihood_options: dict | None = None
 ) -> MLPVAEConfig:
-    """Paper B (Zhang, Hayes, Barber 2022), MNIST MLP: `densenet_encoder/decoder` (papers.md B.4).
+    """Paper B (Zhang, Hayes, Barber 2022), MNIST MLP: `densenet_encoder/decoder` (paper B's official code).
 
     784 -> 500 -> ... -> z=10, ReLU, mean head Linear, sigma = softplus(Linear) (plus a 1e-6 floor here),
     decoder mirrored. num_hidden_layers = h_layer_num + 1: 2 is the code default and the workshop text's
@@ -381,7 +382,7 @@ def zhang2022_mlp(
 
 
 def bozkurt2021_mlp(num_layers: int = 1, *, data_shape: Sequence[int] = (3, 32, 32)) -> MLPVAEConfig:
-    """Paper C (Bozkurt et al. 2021), MLP VAE (papers.md C.5): 512 units per layer, 1 or 3 layers.
+    """Paper C (Bozkurt et al. 2021), MLP VAE (paper C Sec. 4.3): 512 units per layer, 1 or 3 layers.
 
     ReLU, z=10, Bernoulli likelihood on [0, 1] colour data (C's footnote 1), input 3·32·32 = 3072.
     UNVERIFIED: num_layers counts hidden layers in each of encoder and decoder (decoder mirrored); the
@@ -398,7 +399,7 @@ def bozkurt2021_mlp(num_layers: int = 1, *, data_shape: Sequence[int] = (3, 32, 
 
 
 def xiao2024_mlp(likelihood: str = "bernoulli", *, likelihood_options: dict | None = None) -> MLPVAEConfig:
-    """Paper A (Xiao, Zenn, Bamler 2024), fully connected VAE (App. B.1; papers.md A.2).
+    """Paper A (Xiao, Zenn, Bamler 2024), fully connected VAE (App. B.1).
 
     "Linear 1024 -> 512, hidden 512 -> 512, then to a latent of dimension 16"; the decoder mirrors it
     (16 -> 512 -> 512 -> 1024, "via three layers"). Images at 32×32 (1024 inputs).
@@ -418,7 +419,7 @@ def xiao2024_mlp(likelihood: str = "bernoulli", *, likelihood_options: dict | No
 
 
 def bozkurt2021_cnn(num_layers: int = 1, *, data_shape: Sequence[int] = (3, 32, 32)) -> ConvVAEConfig:
-    """Paper C (Bozkurt et al. 2021), CNN VAE (papers.md C.5): 64 channels, kernel 4, stride 2, 1 or 3 layers.
+    """Paper C (Bozkurt et al. 2021), CNN VAE (paper C Sec. 4.3): 64 channels, kernel 4, stride 2, 1 or 3 layers.
 
     ReLU, z=10, Bernoulli likelihood. The layout beyond these facts is UNVERIFIED; see ConvVAEConfig.
     """
@@ -438,7 +439,7 @@ def bozkurt2021_cnn(num_layers: int = 1, *, data_shape: Sequence[int] = (3, 32, 
 def zhang2022_resnet(
     latent_channels: int = 4, *, likelihood: str = "discretized_logistic", likelihood_options: dict | None = None
 ) -> ResidualConvVAEConfig:
-    """Paper B (Zhang, Hayes, Barber 2022), CIFAR net `fc_encoder/decoder` (papers.md B.4).
+    """Paper B (Zhang, Hayes, Barber 2022), CIFAR net `fc_encoder/decoder` (paper B's official code).
 
     256 channels, latent on 8×8 with `z_channels` = latent_channels (4 in the released checkpoint,
     z = 256; 16 in an earlier run.py), residual block 3×3 + 1×1, sigma = softplus. Likelihood: B's
@@ -469,7 +470,7 @@ def xiao2024_resnet(
     likelihood: str = MIXTURE_OF_LOGISTICS,
     likelihood_options: dict | None = None,
 ) -> ResidualConvVAEConfig:
-    """Paper A (Xiao, Zenn, Bamler 2024), CIFAR-10 residual net (Tables 4–6; papers.md A.2).
+    """Paper A (Xiao, Zenn, Bamler 2024), CIFAR-10 residual net (App. B, Tables 4–6).
 
     Defaults m_z = latent_channels = 1 (d_z = 64) and n_c = channels = 256 (the DMaaPx study and the
     baseline of the overparameterization sweeps m_z ∈ {1..64}, n_c ∈ {1..512}). Residual block 3×3 + 3×3

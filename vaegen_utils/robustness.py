@@ -1,6 +1,6 @@
 """Paper A's adversarial robustness: the unsupervised encoder attack, MS-SSIM and the robustness gap G_r.
 
-Attack (paper A App. A, Eq. 10, following Kuzina et al. 2022; papers.md A.4, practice.md §5):
+Attack (paper A App. A, Eq. 10, following Kuzina et al. 2022):
 
     eps* = argmax_{||eps||_inf <= delta} SKL[q(z | x_r + eps) || q(z | x_r)],
     SKL(q1, q2) = 1/2 KL(q1 || q2) + 1/2 KL(q2 || q1), diagonal Gaussians, summed over latent dims,
@@ -10,7 +10,7 @@ by projected gradient ascent from a random start, with restarts (Table 2 for MNI
 Like `AKuzina/defend_vae_mcmc` (`attack/attacker.py`): eps starts at N(0, 0.2^2); each step is an
 SGD step on eps (ascent on the SKL) with the gradient clamped elementwise to [-delta, delta]; the
 learning rate halves after more than 20 steps without improvement (ReduceLROnPlateau, patience
-20, factor 0.5). Written fresh (no attack library handles an encoder objective, practice.md §5),
+20, factor 0.5). Written fresh (no attack library handles an encoder objective),
 with these differences, all deliberate:
 - the symmetric KL really is symmetric: Kuzina's `AttackNVAE.q_kls` adds `q_2.kl(q_2)` (= 0)
   instead of `q_2.kl(q_1)`; `gaussian_skl` here is tested against a hand-computed value;

@@ -7,7 +7,7 @@ colour images of a J tetromino with five i.i.d. continuous factors (rotation, hu
 drawn as a stratified sample; §4.2 defines four kinds of train/test split (random 50/50,
 checkerboard, constant density, constant volume). This module re-creates that data from the facts
 of the public generator `neu-pml/tetrominoes` (`datasets/tetrominoes.py`, class `Tetrominoes`,
-`stratified_uniform`, `checkerboard_pattern_5d`; papers.md §4 C.3-C.4) in our own numpy code
+`stratified_uniform`, `checkerboard_pattern_5d`; paper C Secs. 4.1-4.2) in our own numpy code
 (no opencv):
 
 - `generate_tetrominoes(seed)` -> `TetrominoData` (uint8 images, factors, strata);
@@ -71,7 +71,7 @@ Colour: HSV with H = hue, S = 1, V = coverage, i.e. RGB = coverage * rgb(hue), b
 stored as uint8 k = round(255 * RGB) (the project's k/255 convention; the generator kept float32,
 so this rounding, < 0.5/255, is one more difference from its data).
 
-Splits (paper C §4.2; papers.md C.4)
+Splits (paper C §4.2)
 ------------------------------------
 Every split function is a pure function of the factors and/or (n, seed) and returns a `Split`
 (a named tuple of sorted int64 `train_indices`, `test_indices`, disjoint, together covering the
@@ -91,13 +91,13 @@ points they were built from).
   82,021 train / 81,819 test (the generator's logic gives the same numbers).
 - `constant_density_split(factors, n_train, seed)`: the random split's train and test parts both
   cropped to one centred box whose side along every factor is ratio^(1/5) of the range (the
-  generator's `CroppedTetrominoes(dataset, ratio)` as described in papers.md C.4), so the density
+  generator's `CroppedTetrominoes(dataset, ratio)` in neu-pml/tetrominoes), so the density
   of points stays that of the full set and the volume fraction is `ratio`. By default the box is
   sized so that the training part holds exactly `n_train` points (ratio ~ n_train / 81,920); with
   `exact_size=False` ratio = n_train / 81,920 exactly and the size is approximate. The test part is
   the random split's test points in the same box (about as many as the training points).
   UNVERIFIED: which split the paper cropped and how it chose the ratios.
-- `PAPER_TRAIN_SIZES`: "8k" ... "65k" = k x 8,192 (8,192 ... 65,536). An inference (papers.md C.4):
+- `PAPER_TRAIN_SIZES`: "8k" ... "65k" = k x 8,192 (8,192 ... 65,536). An inference from paper C §4.2:
   the paper's CV(16k/147k) is 16,384 + 147,456, and 8,192 * {1..8} matches every listed size.
 
 Randomness
@@ -170,7 +170,7 @@ PAPER_NUM_IMAGES = math.prod(PAPER_STRATA)  # 163,840
 NUM_CHANNELS = 3
 DEFAULT_SUPERSAMPLING = 16  # the generator's 16x canvas; see the module docstring
 
-# papers.md C.4 (an inference): the listed sizes are k * 8,192.
+# An inference from paper C §4.2: the listed sizes are k * 8,192.
 PAPER_TRAIN_SIZES: dict[str, int] = {
     "8k": 8192,
     "16k": 16384,
@@ -914,7 +914,7 @@ def constant_density_split(
     """Paper C's "small data, constant density" CD split (§4.2, split 3).
 
     Both parts of `random_split(N, seed)` are cropped to one box centred on the factor ranges with
-    the same side fraction along every factor (papers.md C.4: the generator's
+    the same side fraction along every factor (paper C §4.2; the generator's
     `CroppedTetrominoes(dataset, ratio)`, side ratio^(1/5)), so the density of training points
     stays that of the full set while the range shrinks. exact_size=True (default): the box is the
     smallest that holds exactly `n_train` training points (its side lies halfway to the next one),

@@ -22,7 +22,7 @@ Design notes
   run with seed `member_seeds[m]` would draw, so it trains step for step like that run (up to
   float rounding of batched matmuls). The loss is summed over members, so each member's gradient
   is its standalone gradient, and Adam is elementwise, so members stay independent
-  (practice.md section 4; functorch #782).
+  (functorch issue #782).
 - Same config, same seed, same device kind, same thread count (and library versions) -> bitwise
   the same parameters and history (`seconds` in the history is wall-clock time and is the only
   exception). The random streams are device-independent: every draw comes from a CPU generator
