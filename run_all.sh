@@ -24,7 +24,7 @@ Execute the notebooks in notebooks/ with papermill and regenerate their figures 
   -p KEY VALUE    set a parameter of the notebook's parameters cell (repeatable), read like
                   papermill's -p: True/False/None, integers and floats, else a string. KEY must be
                   a parameter of every selected notebook; PROFILE is set with --profile.
-                  Example: ./run_all.sh zhang2022_fig1a_overfitting -p LEARNING_RATE 3e-4
+                  Example: ./run_all.sh zhang2022_fig1a_overfitting -p EPOCHS 80
   --run-name N    name of this run's output folder (default: derived from profile, notebooks
                   and parameters, e.g. cpu-vaegen_datasets-SEED=1)
   notebook        names in notebooks/, with or without .py/.ipynb (default: all, sorted)
